@@ -1,0 +1,1 @@
+"""Shared core of the situation center: settings, Redis key names, record schemas, storage."""

@@ -1,0 +1,71 @@
+"""Every Redis key, stream, consumer group and queue name. The sole owner of ``sc:``.
+
+Grammar: ``sc:<kind>:<name>[:<sub>]``. Keys that belong to one feed carry the feed in a
+hash tag (``{air}``) so that a feed's keys share one Redis Cluster slot: the ingest script
+touches several of them atomically. ``tests/core/test_keys.py`` fails if ``sc:`` is
+spelled in any other module or if a key has an empty segment.
+"""
+
+from __future__ import annotations
+
+PREFIX = "sc"
+
+#: Consumer group the analytics workers read feed streams with.
+WORKERS_GROUP = "sc-workers"
+#: RQ queue of the analytics micro-batch jobs.
+JOBS_QUEUE = "sc-jobs"
+#: Set of feed names that have ever written (so health lists feeds that went silent).
+FEEDS_SEEN = f"{PREFIX}:feeds"
+
+
+def _tag(feed: str) -> str:
+    if not feed or ":" in feed or "{" in feed or "}" in feed:
+        raise ValueError(f"invalid feed name {feed!r}")
+    return "{" + feed + "}"
+
+
+def feed_stream_key(feed: str) -> str:
+    """Stream of normalised records of ``feed`` (``XADD ... MAXLEN ~``)."""
+    return f"{PREFIX}:stream:{_tag(feed)}"
+
+
+def dead_letter_key(feed: str) -> str:
+    """Stream of rejected records of ``feed``: reason, code, raw payload."""
+    return f"{PREFIX}:dead:{_tag(feed)}"
+
+
+def latest_key(feed: str, kind: str) -> str:
+    """Hash entity id -> latest merged record JSON, for one entity kind of ``feed``."""
+    if not kind:
+        raise ValueError("empty entity kind")
+    return f"{PREFIX}:latest:{_tag(feed)}:{kind}"
+
+
+def latest_version_key(feed: str, kind: str) -> str:
+    """Hash entity id -> version (ms) of the record held in :func:`latest_key`."""
+    return latest_key(feed, kind) + ":v"
+
+
+def seen_key(feed: str, bucket: int) -> str:
+    """Set of record ids of ``feed`` whose record time falls in time ``bucket``."""
+    return f"{PREFIX}:seen:{_tag(feed)}:{bucket}"
+
+
+def health_key(feed: str) -> str:
+    """Hash of counters and times of ``feed``: events_total, rejected_total, last_event_at, ..."""
+    return f"{PREFIX}:health:{_tag(feed)}"
+
+
+def transport_state_key(feed: str) -> str:
+    """Hash set by the running transport of ``feed``: state, last_error, since, pid."""
+    return f"{PREFIX}:transport:{_tag(feed)}"
+
+
+def kpi_key(domain: str) -> str:
+    """JSON snapshot of the KPIs of ``domain`` (with a version)."""
+    return f"{PREFIX}:kpi:{domain}"
+
+
+def rollup_key(feed: str) -> str:
+    """Hash minute (epoch s) -> records counted by the workers for ``feed``."""
+    return f"{PREFIX}:rollup:{_tag(feed)}"
