@@ -55,12 +55,19 @@ class Parsed:
     rejected: list[Rejected] = field(default_factory=list)
     ignored: int = 0
     """Items that are valid but not for this feed (e.g. fire engines in a dispatch file)."""
+    record_index: list[int] = field(default_factory=list)
+    """Item index of each record (parallel to ``records``), so later errors can name the item."""
 
     def extend(self, other: Parsed) -> None:
         """Append ``other`` (indexes are kept as they are)."""
         self.records.extend(other.records)
         self.rejected.extend(other.rejected)
         self.ignored += other.ignored
+        self.record_index.extend(other.record_index)
+
+    def index_of(self, position: int) -> int:
+        """Item index of ``records[position]`` (its position if the parser did not say)."""
+        return self.record_index[position] if position < len(self.record_index) else position
 
 
 ParseFn = Callable[[bytes], Parsed]
@@ -305,8 +312,11 @@ def convert_items(items: Iterable[tuple[int, bytes, Any]], convert: Converter, *
             out.ignored += 1
         elif isinstance(result, Record):
             out.records.append(result)
+            out.record_index.append(index)
         else:
-            out.records.extend(result)
+            for record in result:
+                out.records.append(record)
+                out.record_index.append(index)
     return out
 
 
