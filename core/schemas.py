@@ -15,7 +15,7 @@ import dataclasses
 import json
 import math
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -205,7 +205,7 @@ class Record:
         text = self.to_json() if encoded is None else encoded
         return f"{self.entity_id}@{self.version_ms}#{zlib.crc32(text.encode()):08x}"
 
-    def times(self) -> Iterator[datetime]:
+    def all_times(self) -> Iterator[datetime]:
         """Every time the record carries (checked against the clock by :mod:`core.validate`)."""
         for name in _field_names(type(self)):
             value = getattr(self, name)
@@ -220,6 +220,29 @@ class Record:
         lon = getattr(self, "lon", None)
         if lat is not None and lon is not None:
             yield lat, lon
+
+    def map_times(self, fn: Callable[[datetime], datetime]) -> Record:
+        """A copy with ``fn`` applied to every time (replay shifts and compresses time with it)."""
+        changes: dict[str, Any] = {}
+        for name in _field_names(type(self)):
+            value = getattr(self, name)
+            if isinstance(value, datetime):
+                changes[name] = fn(value)
+            elif name == "times" and isinstance(value, Mapping):
+                changes[name] = {k: fn(v) for k, v in value.items()}
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+    def map_points(self, fn: Callable[[float, float], tuple[float, float]]) -> Record:
+        """A copy with ``fn(lat, lon) -> (lat, lon)`` applied to every position (demo relocation)."""
+        changes: dict[str, Any] = {}
+        lat = getattr(self, "lat", None)
+        lon = getattr(self, "lon", None)
+        if lat is not None and lon is not None:
+            changes["lat"], changes["lon"] = fn(lat, lon)
+        geometry = getattr(self, "geometry", None)
+        if geometry:
+            changes["geometry"] = tuple((p[0], p[1]) for p in (fn(la, lo)[::-1] for lo, la in geometry))
+        return dataclasses.replace(self, **changes) if changes else self  # type: ignore[type-var]
 
 
 _FIELD_CACHE: dict[type, tuple[str, ...]] = {}

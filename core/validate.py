@@ -38,7 +38,7 @@ def validate(record: Record, *, bounds: Bounds | None, now: datetime, max_future
                 raise SchemaError(f"position ({lat:.5f}, {lon:.5f}) is outside the city ({bounds})",
                                   code="out_of_bounds")
     limit = now + timedelta(seconds=max_future_s)
-    for when in record.times():
+    for when in record.all_times():
         if when > limit:
             raise SchemaError(f"time {iso(when)} is {(when - now).total_seconds():.0f} s in the future "
                               f"(allowed: {max_future_s:.0f} s)", code="future_time")

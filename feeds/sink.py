@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
+#: Error rows an accumulated result keeps (a looping replay must not grow without bound).
+MAX_ERRORS_KEPT = 1000
+
 
 def utc_now() -> datetime:
     """The wall clock, UTC."""
@@ -38,11 +41,13 @@ class IngestResult:
     errors: list[dict[str, object]] = field(default_factory=list)
 
     def add(self, other: IngestResult) -> None:
-        """Accumulate ``other`` into this result."""
+        """Accumulate ``other`` into this result (keeping at most ``MAX_ERRORS_KEPT`` error rows)."""
         self.accepted += other.accepted
         self.rejected += other.rejected
         self.ignored += other.ignored
-        self.errors.extend(other.errors)
+        room = MAX_ERRORS_KEPT - len(self.errors)
+        if room > 0:
+            self.errors.extend(other.errors[:room])
 
     def as_json(self, max_errors: int = 1000) -> dict[str, object]:
         """``{"accepted": n, "rejected": m, "ignored": k, "errors": [{"index": i, "error": ...}]}``."""
@@ -93,6 +98,11 @@ class Sink:
             except SchemaError as err:
                 letters.append(DeadLetter(index, err.code, f"record {index} ({record.entity_id}): {err}",
                                           record.to_json().encode()))
+                continue
+            except Exception as err:  # noqa: BLE001 - a bug must cost one record, not the batch
+                log.exception("validating record %s of %s failed", index, feed)
+                letters.append(DeadLetter(index, "invalid", f"record {index}: cannot be checked "
+                                          f"({type(err).__name__}: {err})", repr(record).encode()))
                 continue
             good.append(record)
             good_index.append(index)

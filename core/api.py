@@ -1,0 +1,210 @@
+"""HTTP API of the operations app: ingest, health, feeds and dead letters.
+
+A thin shell: it reads the request, calls the adapter's pure parser and the :class:`Sink`,
+and maps outcomes to status codes. Mounted on the operations web app's FastAPI server (or
+served alone by ``sitcen api``). Documented with examples in ``docs/api.md``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis as redis_lib
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from core import keys
+from core.citypack import CityPack, load_pack
+from core.health import feed_health
+from core.redis_server import connect
+from core.settings import Settings
+from core.store import Store
+from feeds import REGISTRY
+from feeds.base import FeedAdapter
+from feeds.sink import Sink
+
+log = logging.getLogger(__name__)
+
+API = "/api/v1"
+
+
+@dataclass
+class ApiContext:
+    """What the API handlers share: one Redis client, the store, the sink, the settings."""
+
+    settings: Settings
+    redis: redis_lib.Redis
+    store: Store
+    sink: Sink
+    pack: CityPack
+
+    @classmethod
+    def create(cls, settings: Settings, redis: redis_lib.Redis | None = None) -> ApiContext:
+        """Connect to ``settings.redis_url`` (unless ``redis`` is given) and build the pieces."""
+        client = redis if redis is not None else connect(settings.redis_url)
+        pack = load_pack(settings.city_pack)
+        store = Store.from_settings(client, settings)
+        sink = Sink(store, bounds=pack.bounds, max_future_s=settings.max_future_s, batch_size=settings.batch_size)
+        return cls(settings=settings, redis=client, store=store, sink=sink, pack=pack)
+
+    def cadence(self, feed: str) -> float:
+        """Expected cadence of ``feed``: the override from settings, else the adapter's own."""
+        override = self.settings.cadence_s.get(feed)
+        if override:
+            return float(override)
+        adapter = REGISTRY.get(feed)
+        return float(adapter.expected_cadence_s) if adapter else 3600.0
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def build_router(ctx: ApiContext) -> APIRouter:
+    """The ``/api/v1`` routes bound to ``ctx``."""
+    router = APIRouter(prefix=API)
+
+    @router.post("/ingest/{feed}", status_code=202)
+    async def ingest(feed: str, request: Request, format: str | None = Query(default=None)) -> JSONResponse:  # noqa: A002
+        """Ingest one JSON object, a JSON array, NDJSON, CSV or GTFS-realtime protobuf."""
+        adapter = REGISTRY.get(feed)
+        if adapter is None:
+            return _error(404, f"unknown feed {feed!r}", feeds=sorted(REGISTRY))
+        if not _authorised(ctx.settings.ingest_token, request.headers.get("authorization")):
+            return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
+        chosen = _choose_format(adapter, format, request.headers.get("content-type"))
+        if isinstance(chosen, JSONResponse):
+            return chosen
+        body = await _read_capped(request, ctx.settings.ingest_max_bytes)
+        if body is None:
+            return _error(413, f"body larger than {ctx.settings.ingest_max_bytes} bytes (SC_INGEST_MAX_BYTES)")
+        return await run_in_threadpool(_ingest_body, ctx, adapter, chosen, body)
+
+    @router.get("/health")
+    def health() -> JSONResponse:
+        """Per-feed status against the expected cadence, plus Redis and worker state."""
+        try:
+            return JSONResponse(_health_document(ctx))
+        except redis_lib.RedisError as err:
+            return _error(503, f"redis unavailable: {err}", status="error")
+
+    @router.get("/feeds")
+    def feeds() -> dict[str, Any]:
+        """The registered feeds and their formats."""
+        return {"feeds": [{
+            "name": a.name, "title": a.title, "expected_cadence_s": ctx.cadence(a.name),
+            "formats": [{"name": f.name, "content_types": list(f.content_types), "description": f.description}
+                        for f in a.formats],
+        } for a in REGISTRY.values()]}
+
+    @router.get("/feeds/{feed}/dead-letters")
+    def dead_letters(feed: str, limit: int = Query(default=50, ge=1, le=1000)) -> JSONResponse:
+        """The newest dead letters of ``feed``: reason, error, raw payload."""
+        if feed not in REGISTRY:
+            return _error(404, f"unknown feed {feed!r}", feeds=sorted(REGISTRY))
+        try:
+            return JSONResponse({"feed": feed, "dead_letters": ctx.store.dead_letters(feed, limit)})
+        except redis_lib.RedisError as err:
+            return _error(503, f"redis unavailable: {err}")
+
+    return router
+
+
+def _authorised(token: str, header: str | None) -> bool:
+    if not token:
+        return True
+    if not header or not header.lower().startswith("bearer "):
+        return False
+    return hmac.compare_digest(header[7:].strip().encode(), token.encode())
+
+
+def _choose_format(adapter: type[FeedAdapter], name: str | None, content_type: str | None) -> Any:
+    if name:
+        try:
+            return adapter.format(name)
+        except KeyError as err:
+            return _error(400, str(err.args[0]))
+    base = (content_type or "").split(";")[0].strip().lower()
+    if not base:
+        return adapter.format()
+    if base not in adapter.content_types():
+        return _error(415, f"content type {base!r} is not accepted by feed {adapter.name!r}; use one of "
+                           f"{sorted(adapter.content_types())} or name a format with ?format=",
+                      formats=[f.name for f in adapter.formats])
+    return adapter.format(content_type=base)
+
+
+async def _read_capped(request: Request, limit: int) -> bytes | None:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _ingest_body(ctx: ApiContext, adapter: type[FeedAdapter], fmt: Any, body: bytes) -> JSONResponse:
+    from core.errors import PayloadError
+
+    try:
+        parsed = fmt.parse(body)
+    except PayloadError as err:
+        result = ctx.sink.reject_payload(adapter.name, err, body, transport="http")
+        return JSONResponse({"error": str(err), **result.as_json()}, status_code=400)
+    try:
+        result = ctx.sink.write(adapter.name, parsed, transport="http")
+    except redis_lib.RedisError as err:
+        log.warning("ingest of %s failed on redis: %s", adapter.name, err)
+        return _error(503, f"redis unavailable, nothing stored: {err}")
+    return JSONResponse(result.as_json(), status_code=202)
+
+
+def _health_document(ctx: ApiContext) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    info = ctx.redis.info()
+    names = sorted(set(REGISTRY) | {n.decode() if isinstance(n, bytes) else n
+                                    for n in ctx.redis.smembers(keys.FEEDS_SEEN)})
+    feeds = {name: feed_health(ctx.store.health_raw(name), cadence_s=ctx.cadence(name), now=now) for name in names}
+    workers = _workers(ctx.redis)
+    worst = "ok" if all(f["status"] == "ok" for f in feeds.values()) else "degraded"
+    return {
+        "status": worst,
+        "checked_at": now.isoformat().replace("+00:00", "Z"),
+        "feeds": feeds,
+        "redis": {"status": "ok", "version": info.get("redis_version"),
+                  "used_memory_bytes": info.get("used_memory"), "connected_clients": info.get("connected_clients"),
+                  "uptime_s": info.get("uptime_in_seconds"), "aof_enabled": bool(info.get("aof_enabled"))},
+        "workers": workers,
+    }
+
+
+def _workers(redis: redis_lib.Redis) -> dict[str, Any]:
+    from rq import Worker
+
+    rows = []
+    for worker in Worker.all(connection=redis):
+        beat = worker.last_heartbeat
+        rows.append({"name": worker.name, "state": str(worker.get_state()),
+                     "queues": worker.queue_names(),
+                     "last_heartbeat": beat.replace(tzinfo=UTC).isoformat() if beat and beat.tzinfo is None
+                     else (beat.isoformat() if beat else None),
+                     "successful_jobs": worker.successful_job_count, "failed_jobs": worker.failed_job_count})
+    return {"count": len(rows), "workers": rows, "status": "ok" if rows else "none"}
+
+
+def create_api_app(settings: Settings) -> FastAPI:
+    """A FastAPI app serving only the API (``sitcen api``)."""
+    app = FastAPI(title="Situation Center API", version="1")
+    app.include_router(build_router(ApiContext.create(settings)))
+    return app

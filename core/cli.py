@@ -1,0 +1,254 @@
+"""The ``sitcen`` command: run everything, or one part alone (which is how it scales out).
+
+    sitcen run                       everything on one machine (embedded Redis unless SC_REDIS_URL)
+    sitcen feed NAME [--url URL]     one live feed (http(s):// polled, ws(s):// subscribed)
+    sitcen demo                      the demo source: the shared real data replayed as live feeds
+    sitcen replay FILE --feed NAME   replay a recorded file (--speed X, 0 = as fast as possible)
+    sitcen worker | scheduler        analytics RQ worker / the scheduler enqueuing its jobs
+    sitcen web | public | api        operations app (8050) / public app (8051) / API alone
+    sitcen redis                     the embedded Redis alone, in the foreground
+    sitcen feeds                     list feeds and formats
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from core.errors import ConfigError
+from core.settings import Settings
+
+log = logging.getLogger("sitcen")
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sitcen", description="Situation Center")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start everything on this machine")
+    run.add_argument("--source", choices=["replay", "none"], help="demo source (default SC_SOURCE)")
+    feed = sub.add_parser("feed", help="run one live feed")
+    feed.add_argument("name")
+    feed.add_argument("--url", help="source URL (default from SC_FEED_URLS)")
+    feed.add_argument("--format", help="payload format (default: the feed's first)")
+    sub.add_parser("demo", help="replay the shared real data as live demo feeds")
+    rep = sub.add_parser("replay", help="replay a recorded file through a feed adapter")
+    rep.add_argument("file", type=Path)
+    rep.add_argument("--feed", required=True)
+    rep.add_argument("--format")
+    rep.add_argument("--speed", type=float, default=0.0, help="time compression; 0 = as fast as possible")
+    rep.add_argument("--shift", action="store_true", help="shift the recording so it starts now")
+    rep.add_argument("--loop", action="store_true", help="start again at the end")
+    for name in ("worker", "scheduler", "web", "public", "api", "redis", "feeds"):
+        sub.add_parser(name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``sitcen`` and ``python app.py``."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        _setup_logging(settings)
+        return int(COMMANDS[args.command](settings, args) or 0)
+    except ConfigError as err:
+        print(f"sitcen: configuration error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _require_redis(settings: Settings) -> None:
+    if not settings.redis_url:
+        raise ConfigError("SC_REDIS_URL is not set; start one with `sitcen redis` or use `sitcen run`")
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from core.supervisor import Supervisor, default_children
+
+    source = args.source or settings.source
+    return Supervisor(settings, default_children(settings, source=source)).run()
+
+
+def _sink(settings: Settings):  # type: ignore[no-untyped-def]
+    from core.api import ApiContext
+
+    return ApiContext.create(settings)
+
+
+def _run_async(coro_factory) -> int:  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        task = asyncio.create_task(coro_factory(stop))
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        waiter.cancel()
+        if task.done() and not task.cancelled() and task.exception():
+            raise task.exception()  # type: ignore[misc]
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_feed(settings: Settings, args: argparse.Namespace) -> int:
+    from feeds import get_feed
+    from feeds.runner import poll, subscribe
+
+    _require_redis(settings)
+    adapter = get_feed(args.name)
+    url = args.url or settings.feed_urls.get(args.name)
+    if not url:
+        raise ConfigError(f"no URL for feed {args.name}: pass --url or set SC_FEED_URLS={args.name}=<url>")
+    fmt = adapter.format(args.format or settings.feed_formats.get(args.name) or None)
+    ctx = _sink(settings)
+    if url.startswith(("ws://", "wss://")):
+        return _run_async(lambda stop: subscribe(ctx.sink, adapter, fmt, url, backoff_cap_s=settings.backoff_max_s,
+                                                 stop=stop, max_message_bytes=settings.ingest_max_bytes))
+    if url.startswith(("http://", "https://")):
+        return _run_async(lambda stop: poll(ctx.sink, adapter, fmt, url, interval_s=settings.poll_interval_s,
+                                            backoff_cap_s=settings.backoff_max_s, stop=stop))
+    raise ConfigError(f"feed URL {url!r} must start with http(s):// or ws(s)://")
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from feeds.demo import run_demo
+
+    _require_redis(settings)
+    ctx = _sink(settings)
+    data_dir = settings.shared_data_dir.resolve()
+    return _run_async(lambda stop: run_demo(ctx.sink, ctx.pack, data_dir, speed=settings.replay_speed))
+
+
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from feeds import get_feed
+    from feeds.runner import ReplayPlan, replay
+
+    _require_redis(settings)
+    adapter = get_feed(args.feed)
+    fmt = adapter.format(args.format)
+    if not args.file.exists():
+        raise ConfigError(f"no such file: {args.file}")
+    ctx = _sink(settings)
+    plan = ReplayPlan(speed=args.speed, shift_to_now=args.shift, loop=args.loop)
+    result = asyncio.run(replay(ctx.sink, adapter, fmt, args.file, plan))
+    summary = result.as_json(max_errors=20)
+    print(json.dumps(summary, ensure_ascii=False, indent=1))
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from rq import Queue, Worker
+
+    from core import keys
+    from core.redis_server import connect
+
+    _require_redis(settings)
+    redis = connect(settings.redis_url)
+    worker = Worker([Queue(keys.JOBS_QUEUE, connection=redis)], connection=redis)
+    worker.work(logging_level=settings.log_level.upper())
+    return 0
+
+
+def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
+    from rq.cron import CronScheduler
+
+    from core import keys
+    from core.redis_server import connect
+    from feeds import REGISTRY
+    from workers.jobs import consume_feed
+
+    _require_redis(settings)
+    scheduler = CronScheduler(connection=connect(settings.redis_url), logging_level=settings.log_level.upper())
+    for feed in REGISTRY:
+        scheduler.register(consume_feed, keys.JOBS_QUEUE, args=(feed,), interval=max(1, int(settings.tick_s)),
+                           job_timeout=120, result_ttl=60, ttl=60, name=f"consume-{feed}")
+    scheduler.start()
+    return 0
+
+
+def _serve(app, settings: Settings, port: int) -> int:  # type: ignore[no-untyped-def]
+    import uvicorn
+
+    uvicorn.run(app, host=settings.host, port=port, log_level=settings.log_level.lower(),
+                timeout_graceful_shutdown=5, access_log=False)
+    return 0
+
+
+def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
+    from dashboards.ops import create_app
+
+    _require_redis(settings)
+    return _serve(create_app(settings).server, settings, settings.web_port)
+
+
+def cmd_public(settings: Settings, args: argparse.Namespace) -> int:
+    from dashboards.public import create_public_app
+
+    _require_redis(settings)
+    return _serve(create_public_app(settings).server, settings, settings.public_port)
+
+
+def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    from core.api import create_api_app
+
+    _require_redis(settings)
+    return _serve(create_api_app(settings), settings, settings.web_port)
+
+
+def cmd_redis(settings: Settings, args: argparse.Namespace) -> int:
+    from core.redis_server import EmbeddedRedis
+
+    server = EmbeddedRedis(settings.data_dir / "redis", port=settings.embedded_redis_port or 6379)
+    print(f"SC_REDIS_URL={server.start()}", flush=True)
+    stop = {"now": False}
+
+    def on_signal(*_: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        while not stop["now"] and server.process and server.process.poll() is None:
+            time.sleep(0.5)
+    finally:
+        server.stop()
+    return 0
+
+
+def cmd_feeds(settings: Settings, args: argparse.Namespace) -> int:
+    from feeds import REGISTRY
+
+    for adapter in REGISTRY.values():
+        print(f"{adapter.name}: {adapter.title} (expected every {adapter.expected_cadence_s:g} s)")
+        for fmt in adapter.formats:
+            print(f"  --format {fmt.name:<12} {', '.join(fmt.content_types) or '-':<40} {fmt.description}")
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run, "feed": cmd_feed, "demo": cmd_demo, "replay": cmd_replay, "worker": cmd_worker,
+    "scheduler": cmd_scheduler, "web": cmd_web, "public": cmd_public, "api": cmd_api, "redis": cmd_redis,
+    "feeds": cmd_feeds,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Dash apps: the operations app (pages in ``dashboards/pages``) and the public app."""

@@ -1,0 +1,65 @@
+"""Data health: every feed's status against its cadence, age, lag, counts and transport state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import Input, Output, callback, dcc, html, register_page
+
+from dashboards import data
+
+register_page(__name__, path="/", name="Data health", order=0)
+
+STATUS_CLASS = {"ok": "st-ok", "stale": "st-warn", "silent": "st-bad", "error": "st-bad"}
+
+
+def layout(**_query: str) -> html.Div:
+    """The page: a table refreshed every 5 s."""
+    return html.Div([
+        html.H1("Data health"),
+        html.Div(id="health-body", children=_body()),
+        dcc.Interval(id="health-tick", interval=5_000),
+    ], className="page")
+
+
+@callback(Output("health-body", "children"), Input("health-tick", "n_intervals"))
+def refresh(_n: int | None) -> Any:
+    """Re-read the health document."""
+    return _body()
+
+
+def _fmt(value: Any, suffix: str = "") -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.1f}{suffix}"
+    if isinstance(value, int):
+        return f"{value:,}{suffix}"
+    return f"{value}{suffix}"
+
+
+def _body() -> Any:
+    try:
+        doc = data.health()
+    except Exception as err:  # noqa: BLE001 - the page must show the outage, not crash
+        return html.Div(f"Cannot read health: {err}", className="st-bad banner")
+    rows = [html.Tr([html.Th(h) for h in ("Feed", "Status", "Last event (UTC)", "Age", "Lag", "Accepted",
+                                          "Rejected", "Transport")])]
+    for name, feed in doc["feeds"].items():
+        transport = feed["transport"]
+        rows.append(html.Tr([
+            html.Td(name), html.Td(feed["status"], className=STATUS_CLASS.get(feed["status"], "")),
+            html.Td(_fmt(feed["last_event_at"])), html.Td(_fmt(feed["age_s"], " s")),
+            html.Td(_fmt(feed["lag_s"], " s")), html.Td(_fmt(feed["events_total"])),
+            html.Td(_fmt(feed["rejected_total"])),
+            html.Td(f"{transport['state'] or '—'}" + (f": {transport['last_error']}" if transport["last_error"]
+                                                        else "")),
+        ]))
+    redis = doc["redis"]
+    workers = doc["workers"]
+    return html.Div([
+        html.Table(rows, className="grid"),
+        html.P(f"Redis {redis['version']}: {redis['used_memory_bytes'] or 0:,} bytes, "
+               f"{redis['connected_clients']} clients, AOF {'on' if redis['aof_enabled'] else 'off'}. "
+               f"Workers: {workers['count']}."),
+    ])

@@ -1,0 +1,1 @@
+"""Analytics workers: RQ jobs over micro-batches of the feed streams."""
