@@ -12,7 +12,6 @@ with ``Z``); :func:`record_from_dict` reads it back. This is the only stream enc
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -20,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
+
+import orjson
 
 from core.errors import SchemaError
 from core.units import CANONICAL_UNIT, IMPLAUSIBLE_ABOVE, Pollutant
@@ -41,7 +42,7 @@ def check_str(value: object, name: str, *, max_len: int = 128, required: bool = 
         raise SchemaError(f"{name} is blank", code="missing_field")
     if len(text) > max_len:
         raise SchemaError(f"{name} is {len(text)} characters long; the limit is {max_len}", code="too_long")
-    if any(ord(c) < 32 and c not in "\t\n\r" for c in text):
+    if not text.isprintable() and any(ord(c) < 32 and c not in "\t\n\r" for c in text):
         raise SchemaError(f"{name} contains control characters", code="bad_value")
     return text
 
@@ -59,7 +60,10 @@ def check_number(value: object, name: str, *, lo: float | None = None, hi: float
     if isinstance(value, bool):
         raise SchemaError(f"{name} must be a number, got a boolean", code="bad_type")
     if isinstance(value, int | float):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            raise SchemaError(f"{name} is too large a number", code="bad_value") from None
     elif isinstance(value, str):
         try:
             number = float(value.strip())
@@ -103,7 +107,10 @@ def check_time(value: object, name: str, *, required: bool = True) -> datetime |
         if not math.isfinite(value) or abs(value) > 1e14:
             raise SchemaError(f"{name} is not a plausible epoch time: {value}", code="bad_time")
         seconds = value / 1000.0 if abs(value) > 1e11 else float(value)
-        when = datetime.fromtimestamp(seconds, UTC)
+        try:
+            when = datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, ValueError, OSError):
+            raise SchemaError(f"{name} is not a plausible epoch time: {value}", code="bad_time") from None
     elif isinstance(value, str):
         text = value.strip()
         if text.endswith(("Z", "z")):
@@ -164,6 +171,11 @@ class Record:
     feed: ClassVar[str]
     kind: ClassVar[str]
     merge: ClassVar[bool] = False
+    #: Times that may lie in the future by design (a deadline); the clock check skips them.
+    future_fields: ClassVar[frozenset[str]] = frozenset()
+    #: Fields written even when empty, so a newer update can clear them on merge (a reopened
+    #: appeal loses its close time).
+    clearable: ClassVar[tuple[str, ...]] = ()
     observed_at: datetime
 
     @property
@@ -179,39 +191,47 @@ class Record:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: ``kind`` first, ``None`` fields left out, times as ISO strings."""
         out: dict[str, Any] = {"kind": self.kind}
-        for name in _field_names(type(self)):
+        for name, shape in _shapes(type(self)):
             value = getattr(self, name)
             if value is None:
+                if name in self.clearable:
+                    out[name] = None
                 continue
-            if isinstance(value, datetime):
+            if shape is _TIME:
                 value = iso(value)
-            elif isinstance(value, Mapping):
+            elif shape is _MAP:
                 value = {k: iso(v) if isinstance(v, datetime) else v for k, v in value.items()}
-            elif isinstance(value, tuple):
+            elif shape is _SEQ:
                 value = [list(v) if isinstance(v, tuple) else v for v in value]
             out[name] = value
         return out
 
-    def to_json(self) -> str:
-        """Compact JSON of :meth:`to_dict`."""
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+    def to_json_bytes(self) -> bytes:
+        """Compact UTF-8 JSON of :meth:`to_dict` (what the stream entries hold)."""
+        return orjson.dumps(self.to_dict())
 
-    def record_id(self, encoded: str | None = None) -> str:
+    def to_json(self) -> str:
+        """Compact JSON of :meth:`to_dict`, as text."""
+        return self.to_json_bytes().decode()
+
+    def record_id(self, encoded: bytes | None = None) -> str:
         """Identity used to reject duplicates: entity, version and a checksum of the content.
 
         The checksum makes a corrected value at the same time a new record, and a resent
         identical record a duplicate.
         """
-        text = self.to_json() if encoded is None else encoded
-        return f"{self.entity_id}@{self.version_ms}#{zlib.crc32(text.encode()):08x}"
+        data = self.to_json_bytes() if encoded is None else encoded
+        return f"{self.entity_id}@{self.version_ms}#{zlib.crc32(data):08x}"
 
     def all_times(self) -> Iterator[datetime]:
-        """Every time the record carries (checked against the clock by :mod:`core.validate`)."""
-        for name in _field_names(type(self)):
+        """Every time the record carries that must not lie in the future (see ``future_fields``)."""
+        for name, shape in _shapes(type(self)):
             value = getattr(self, name)
-            if isinstance(value, datetime):
+            if value is None or name in self.future_fields:
+                continue
+            if shape is _TIME:
                 yield value
-            elif isinstance(value, Mapping):
+            elif shape is _MAP:
                 yield from (v for v in value.values() if isinstance(v, datetime))
 
     def points(self) -> Iterator[tuple[float, float]]:
@@ -246,6 +266,28 @@ class Record:
 
 
 _FIELD_CACHE: dict[type, tuple[str, ...]] = {}
+_SHAPE_CACHE: dict[type, tuple[tuple[str, object], ...]] = {}
+_TIME, _MAP, _SEQ, _PLAIN = object(), object(), object(), object()
+
+
+def _shapes(cls: type) -> tuple[tuple[str, object], ...]:
+    """``(field, shape)`` pairs of a record class, from its annotations (computed once per class)."""
+    shapes = _SHAPE_CACHE.get(cls)
+    if shapes is None:
+        out = []
+        for f in dataclasses.fields(cls):
+            text = str(f.type)
+            if text.startswith("datetime"):
+                shape = _TIME
+            elif text.startswith("Mapping"):
+                shape = _MAP
+            elif text.startswith("tuple"):
+                shape = _SEQ
+            else:
+                shape = _PLAIN
+            out.append((f.name, shape))
+        shapes = _SHAPE_CACHE[cls] = tuple(out)
+    return shapes
 
 
 def _field_names(cls: type) -> tuple[str, ...]:
@@ -335,6 +377,8 @@ class Appeal(Record):
     feed: ClassVar[str] = "appeals"
     kind: ClassVar[str] = "requests"
     merge: ClassVar[bool] = True
+    future_fields: ClassVar[frozenset[str]] = frozenset({"expected_at"})
+    clearable: ClassVar[tuple[str, ...]] = ("closed_at",)
 
     request_id: str
     status: AppealStatus

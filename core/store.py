@@ -31,11 +31,17 @@ local nk = tonumber(ARGV[4])
 local first_seen = 3 + 2 * nk
 local dups, touched = {}, {}
 local accepted, newest, newest_lag = 0, -1, 0
+local merges = ARGV[5]
 local n, i = 0, 6
 while i <= #ARGV do
-  local kidx, bidx, rid = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), ARGV[i + 2]
-  local ent, ver, merge, js = ARGV[i + 3], tonumber(ARGV[i + 4]), ARGV[i + 5], ARGV[i + 6]
-  i = i + 7
+  -- per record: "<kind index>:<bucket index>", record id "<entity>@<version>#<crc>", JSON
+  local kb, rid, js = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  i = i + 3
+  local sep = string.find(kb, ':', 1, true)
+  local kidx, bidx = tonumber(string.sub(kb, 1, sep - 1)), tonumber(string.sub(kb, sep + 1))
+  local ent, vtext = string.match(rid, '^(.*)@(%-?%d+)#%x+$')
+  local ver = tonumber(vtext)
+  local merge = string.sub(merges, kidx + 1, kidx + 1)
   local seen = KEYS[first_seen + bidx]
   if redis.call('SADD', seen, rid) == 0 then
     dups[#dups + 1] = n
@@ -46,7 +52,7 @@ while i <= #ARGV do
     local cur = redis.call('HGET', vk, ent)
     if not cur then
       redis.call('HSET', lk, ent, js)
-      redis.call('HSET', vk, ent, ARGV[i - 3])
+      redis.call('HSET', vk, ent, vtext)
     else
       local curv = tonumber(cur)
       if merge == '1' then
@@ -62,10 +68,10 @@ while i <= #ARGV do
           end
         end
         redis.call('HSET', lk, ent, cjson.encode(base))
-        if ver > curv then redis.call('HSET', vk, ent, ARGV[i - 3]) end
+        if ver > curv then redis.call('HSET', vk, ent, vtext) end
       elseif ver >= curv then
         redis.call('HSET', lk, ent, js)
-        redis.call('HSET', vk, ent, ARGV[i - 3])
+        redis.call('HSET', vk, ent, vtext)
       end
     end
     accepted = accepted + 1
@@ -85,6 +91,15 @@ if accepted > 0 then
 end
 return dups
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A batch encoded for the ingest script."""
+
+    keys: list[str]
+    argv: list[Any]
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,25 +137,35 @@ class Store:
 
         Call with batches of about a thousand records: the script runs atomically.
         """
-        if not records:
-            return []
+        return self.execute(self.prepare(feed, records, now_ms=now_ms))
+
+    def prepare(self, feed: str, records: Sequence[Record], *, now_ms: int | None = None) -> Prepared:
+        """Encode a batch for :meth:`execute` (CPU only, no I/O: callers overlap it with the last write)."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
         kinds: dict[str, int] = {}
+        merges: list[str] = []
         buckets: dict[int, int] = {}
-        argv: list[Any] = [self.stream_maxlen, self.dedup_window_s, now, 0, 0]
+        argv: list[Any] = [self.stream_maxlen, self.dedup_window_s, now, 0, ""]
         for record in records:
-            kidx = kinds.setdefault(record.kind, len(kinds))
-            version = record.version_ms
-            bidx = buckets.setdefault(version // SEEN_BUCKET_MS, len(buckets))
-            encoded = record.to_json()
-            argv += (kidx, bidx, record.record_id(encoded), record.entity_id, version,
-                     "1" if record.merge else "0", encoded)
-        argv[3], argv[4] = len(kinds), len(buckets)
+            kidx = kinds.get(record.kind)
+            if kidx is None:
+                kidx = kinds[record.kind] = len(kinds)
+                merges.append("1" if record.merge else "0")
+            bidx = buckets.setdefault(record.version_ms // SEEN_BUCKET_MS, len(buckets))
+            encoded = record.to_json_bytes()
+            argv += (f"{kidx}:{bidx}", record.record_id(encoded), encoded)
+        argv[3], argv[4] = len(kinds), "".join(merges)
         key_list = [keys.feed_stream_key(feed), keys.health_key(feed)]
         for kind in kinds:
             key_list += (keys.latest_key(feed, kind), keys.latest_version_key(feed, kind))
         key_list += (keys.seen_key(feed, bucket) for bucket in buckets)
-        dups = self._ingest(keys=key_list, args=argv)
+        return Prepared(key_list, argv, len(records))
+
+    def execute(self, prepared: Prepared) -> list[int]:
+        """Run the ingest script on a prepared batch. Returns the positions rejected as duplicates."""
+        if not prepared.count:
+            return []
+        dups = self._ingest(keys=prepared.keys, args=prepared.argv)
         return [int(d) for d in dups]
 
     def dead_letter(self, feed: str, letters: Iterable[DeadLetter], *, transport: str,

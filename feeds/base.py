@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
+
+import orjson
 
 from core.errors import PayloadError, SchemaError
 from core.schemas import Record
@@ -71,6 +73,14 @@ class Parsed:
 
 
 ParseFn = Callable[[bytes], Parsed]
+
+#: An item's raw form: bytes, or a function making them (called only when the item is rejected).
+Raw = bytes | Callable[[], bytes]
+
+
+def raw_bytes(raw: Raw) -> bytes:
+    """The bytes of ``raw``."""
+    return raw() if callable(raw) else raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +152,10 @@ JSON_TYPES = ("application/json", "application/x-ndjson", "application/ndjson", 
 CSV_TYPES = ("text/csv", "application/csv")
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _loads(text: str | bytes) -> Any:
-    return json.loads(text, parse_constant=_reject_constant)
+    # orjson is strict: NaN/Infinity, integers beyond 64 bits and nesting deeper than 1024
+    # raise JSONDecodeError (a ValueError) instead of reaching the converters
+    return orjson.loads(text)
 
 
 def decode_text(payload: bytes) -> str:
@@ -166,7 +174,7 @@ def decode_text(payload: bytes) -> str:
     return text
 
 
-def json_items(payload: bytes, *, unwrap: Sequence[str] = ()) -> Iterator[tuple[int, bytes, Any]]:
+def json_items(payload: bytes, *, unwrap: Sequence[str] = ()) -> Iterator[tuple[int, Raw, Any]]:
     """Split a JSON object, a JSON array or NDJSON into ``(index, raw, value)`` items.
 
     ``unwrap`` names keys whose list value holds the items when the payload is one object
@@ -191,7 +199,8 @@ def json_items(payload: bytes, *, unwrap: Sequence[str] = ()) -> Iterator[tuple[
                 break
     if isinstance(value, list):
         for index, item in enumerate(value):
-            yield index, _dump(item), item
+            # raw is serialised only if the item is rejected (the hot path never pays for it)
+            yield index, partial(_dump, item), item
     else:
         yield 0, stripped.encode(), value
 
@@ -223,7 +232,10 @@ class BadJson:
 
 
 def _dump(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # not JSON-able (a converter handed over a foreign object)
+        return repr(value).encode()
 
 
 def _short(err: BaseException) -> str:
@@ -231,26 +243,29 @@ def _short(err: BaseException) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def csv_items(payload: bytes, *, required: Iterable[str]) -> Iterator[tuple[int, bytes, dict[str, str]]]:
+def csv_items(payload: bytes, *, required: Iterable[str]) -> Iterator[tuple[int, Raw, Any]]:
     """Split CSV text with a header row into ``(index, raw_line, row)`` items.
 
     Raises:
         PayloadError: not text, no header, or the header lacks a ``required`` column.
     """
     text = decode_text(payload)
-    lines = text.splitlines()
-    if not lines or not lines[0].strip():
-        raise PayloadError("CSV payload has no header row", code="bad_csv")
+    # csv.reader on newline="" text: only \r, \n and \r\n end rows (str.splitlines would also
+    # split on \u2028, \x1c ... inside cells), and quoted cells may hold line breaks
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        header = next(csv.reader([lines[0]]))
+        header = next(reader)
+    except StopIteration:
+        raise PayloadError("CSV payload has no header row", code="bad_csv") from None
     except csv.Error as err:
         raise PayloadError(f"CSV header cannot be read: {err}", code="bad_csv") from None
     header = [h.strip() for h in header]
+    if not any(header):
+        raise PayloadError("CSV payload has no header row", code="bad_csv")
     missing = [c for c in required if c not in header]
     if missing:
         raise PayloadError(f"CSV header lacks column(s) {', '.join(missing)}; it has "
                            f"{', '.join(header[:12])}{'...' if len(header) > 12 else ''}", code="bad_csv")
-    reader = csv.reader(io.StringIO("\n".join(lines[1:])))
     index = -1
     while True:
         try:
@@ -259,14 +274,14 @@ def csv_items(payload: bytes, *, required: Iterable[str]) -> Iterator[tuple[int,
             return
         except csv.Error as err:
             index += 1
-            yield index, b"", BadJson(f"CSV row cannot be read: {err}", "bad_csv")  # type: ignore[misc]
+            yield index, b"", BadJson(f"CSV row cannot be read: {err}", "bad_csv")
             continue
         if not row or not any(cell.strip() for cell in row):
             continue
         index += 1
-        raw = _csv_line(row)
+        raw = partial(_csv_line, row)
         if len(row) != len(header):
-            yield index, raw, BadJson(f"row has {len(row)} cells, the header has {len(header)}", "bad_csv")  # type: ignore[misc]
+            yield index, raw, BadJson(f"row has {len(row)} cells, the header has {len(header)}", "bad_csv")
             continue
         yield index, raw, dict(zip(header, row, strict=True))
 
@@ -283,7 +298,7 @@ def _csv_line(row: list[str]) -> bytes:
 Converter = Callable[[Any], "Record | Iterable[Record] | None"]
 
 
-def convert_items(items: Iterable[tuple[int, bytes, Any]], convert: Converter, *,
+def convert_items(items: Iterable[tuple[int, Raw, Any]], convert: Converter, *,
                   id_keys: Sequence[str] = ("id",), what: str = "record") -> Parsed:
     """Run ``convert`` on each item; collect records and clear rejections.
 
@@ -294,19 +309,21 @@ def convert_items(items: Iterable[tuple[int, bytes, Any]], convert: Converter, *
     """
     out = Parsed()
     for index, raw, value in items:
-        label = describe(index, value, id_keys, what)
         if isinstance(value, BadJson):
-            out.rejected.append(Rejected(index, value.code, f"{label}: {value.error}", raw))
+            label = describe(index, value, id_keys, what)
+            out.rejected.append(Rejected(index, value.code, f"{label}: {value.error}", raw_bytes(raw)))
             continue
         try:
             result = convert(value)
         except SchemaError as err:
-            out.rejected.append(Rejected(index, err.code, f"{label}: {err}", raw))
+            label = describe(index, value, id_keys, what)
+            out.rejected.append(Rejected(index, err.code, f"{label}: {err}", raw_bytes(raw)))
             continue
         except Exception as err:  # noqa: BLE001 - a hostile item must not stop the payload
+            label = describe(index, value, id_keys, what)
             log.debug("converter failed on %s", label, exc_info=True)
             out.rejected.append(Rejected(index, "invalid", f"{label}: cannot be read ({type(err).__name__}: "
-                                                           f"{_short(err)})", raw))
+                                                           f"{_short(err)})", raw_bytes(raw)))
             continue
         if result is None:
             out.ignored += 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -77,6 +78,7 @@ class Sink:
         self.batch_size = batch_size
         self.clock = clock
         self._marked: set[str] = set()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-writer")
 
     def write(self, feed: str, parsed: Parsed, *, transport: str,
               transform: Callable[[Record], Record] | None = None) -> IngestResult:
@@ -97,7 +99,7 @@ class Sink:
                 validate(record, bounds=self.bounds, now=now, max_future_s=self.max_future_s)
             except SchemaError as err:
                 letters.append(DeadLetter(index, err.code, f"record {index} ({record.entity_id}): {err}",
-                                          record.to_json().encode()))
+                                          record.to_json_bytes()))
                 continue
             except Exception as err:  # noqa: BLE001 - a bug must cost one record, not the batch
                 log.exception("validating record %s of %s failed", index, feed)
@@ -120,18 +122,32 @@ class Sink:
         return IngestResult(rejected=1, errors=[{"index": -1, "code": err.code, "error": letter.error}])
 
     def _store(self, feed: str, good: list[Record], good_index: list[int], letters: list[DeadLetter]) -> int:
+        # Encoding batch k+1 overlaps with Redis running batch k: the writer thread waits on
+        # the socket without the GIL, so CPU and Redis work proceed side by side.
         accepted = 0
+        pending: tuple[Future[list[int]], int, int] | None = None
         for start in range(0, len(good), self.batch_size):
-            batch = good[start:start + self.batch_size]
-            dups = self.store.append(feed, batch)
-            accepted += len(batch) - len(dups)
-            for position in dups:
-                record = batch[position]
-                index = good_index[start + position]
-                letters.append(DeadLetter(index, "duplicate", f"record {index} ({record.entity_id}): duplicate of "
-                                          f"a record already stored (same id, time and content)",
-                                          record.to_json().encode()))
+            end = min(len(good), start + self.batch_size)
+            prepared = self.store.prepare(feed, good[start:end])
+            if pending is not None:
+                accepted += self._collect(pending, good, good_index, letters)
+            pending = (self._writer.submit(self.store.execute, prepared), start, end)
+        if pending is not None:
+            accepted += self._collect(pending, good, good_index, letters)
         return accepted
+
+    @staticmethod
+    def _collect(pending: tuple[Future[list[int]], int, int], good: list[Record], good_index: list[int],
+                 letters: list[DeadLetter]) -> int:
+        future, start, end = pending
+        dups = future.result()
+        for position in dups:
+            record = good[start + position]
+            index = good_index[start + position]
+            letters.append(DeadLetter(index, "duplicate", f"record {index} ({record.entity_id}): duplicate of "
+                                      f"a record already stored (same id, time and content)",
+                                      record.to_json_bytes()))
+        return end - start - len(dups)
 
     def _mark(self, feed: str) -> None:
         if feed not in self._marked:

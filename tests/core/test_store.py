@@ -89,3 +89,15 @@ def test_call_times_merge_in_any_order(store, order):
     assert merged["category"] == 1
     assert merged["unit_id"] == "B-12"
     assert merged["status"] == "on_scene"
+
+
+def test_reopened_appeal_loses_its_close_time(store):
+    closed = _appeal(AppealStatus.CLOSED, 60, state="closed", closed_at=T0 + timedelta(minutes=60))
+    reopened = _appeal(AppealStatus.OPEN, 120, state="reopened")
+    for order in ((closed, reopened), (reopened, closed)):
+        store.redis.flushall()
+        for update in order:
+            store.append("appeals", [update])
+        merged = store.latest("appeals", "requests")["r1"]
+        assert merged["status"] == "open" and merged["state"] == "reopened"
+        assert merged.get("closed_at") is None
