@@ -121,7 +121,7 @@ GOOD_SCORE = '{"provider":"yandex","score":6,"observed_at":"2026-10-01T12:00:00Z
      ["observed_at 2026-10-01T12:00:00 has no UTC offset"]),
     ('{"provider":"yandex","score":6}', "missing_field", ["observed_at is missing"]),
     ('{"provider":"yandex","score":6,"observed_at":-100000000000}', "bad_time",
-     ["observed_at -100000000000 is not a representable time"]),
+     ["observed_at is not a plausible epoch time: -100000000000"]),
     ('{"provider":"yandex","score":6,"observed_at":"2026-10-01T12:00:00Z","trend":1.5}', "bad_type",
      ["trend must be a whole number, got 1.5"]),
     ('{"provider":"yandex","score":6,"observed_at":"2026-10-01T12:00:00Z","jam_km":-4}', "out_of_range",
