@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from dash import Input, Output, callback, dcc, html, register_page
 
@@ -38,20 +40,30 @@ def _fmt(value: Any, suffix: str = "") -> str:
     return f"{value}{suffix}"
 
 
+def _local(stamp: str | None, zone: ZoneInfo) -> str:
+    if not stamp:
+        return "—"
+    when = datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(zone)
+    return when.strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _body() -> Any:
     try:
         doc = data.health()
     except Exception as err:  # noqa: BLE001 - the page must show the outage, not crash
         return html.Div(f"Cannot read health: {err}", className="st-bad banner")
-    rows = [html.Tr([html.Th(h) for h in ("Feed", "Status", "Last event (UTC)", "Age", "Lag", "Accepted",
+    zone = ZoneInfo(data.context().pack.timezone)
+    rows = [html.Tr([html.Th(h) for h in ("Feed", "Status", "Last event (local)", "Age", "Lag", "Accepted",
                                           "Rejected", "Transport")])]
     for name, feed in doc["feeds"].items():
         transport = feed["transport"]
+        reasons = ", ".join(f"{code} {n:,}" for code, n in sorted(feed["rejected_by_reason"].items()))
         rows.append(html.Tr([
             html.Td(name), html.Td(feed["status"], className=STATUS_CLASS.get(feed["status"], "")),
-            html.Td(_fmt(feed["last_event_at"])), html.Td(_fmt(feed["age_s"], " s")),
+            html.Td(_local(feed["last_event_at"], zone)), html.Td(_fmt(feed["age_s"], " s")),
             html.Td(_fmt(feed["lag_s"], " s")), html.Td(_fmt(feed["events_total"])),
-            html.Td(_fmt(feed["rejected_total"])),
+            html.Td(_fmt(feed["rejected_total"]) + (f" ({reasons})" if reasons else ""),
+                    className="st-warn" if feed["rejected_total"] else ""),
             html.Td(f"{transport['state'] or '—'}" + (f": {transport['last_error']}" if transport["last_error"]
                                                         else "")),
         ]))
