@@ -63,6 +63,8 @@ def transport_state_key(feed: str) -> str:
 
 def kpi_key(domain: str) -> str:
     """JSON snapshot of the KPIs of ``domain`` (with a version)."""
+    if not domain or any(c in domain for c in ":{}"):
+        raise ValueError(f"invalid KPI domain {domain!r}")
     return f"{PREFIX}:kpi:{domain}"
 
 

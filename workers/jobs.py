@@ -3,7 +3,9 @@
 Processing model (``docs/decisions.md``): one job per feed per tick reads up to
 ``BATCH`` entries with ``XREADGROUP`` (group ``sc-workers``), first reclaiming entries a
 crashed worker left pending (``XAUTOCLAIM``), writes its results, and only then ``XACK``s.
-Re-running a batch is harmless: the per-minute counts are keyed by stream entry id.
+Delivery is at least once: an entry reclaimed from a consumer that was slow rather than dead
+can be counted twice in the per-minute counts. Exactly-once KPI writes (results keyed by
+batch) come with the analytics workers.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import logging
 import socket
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import redis as redis_lib
@@ -55,20 +58,45 @@ def process_batch(redis: redis_lib.Redis, feed: str, consumer: str) -> dict[str,
     """Reclaim stale entries, read new ones, roll them up per minute, acknowledge."""
     stream = keys.feed_stream_key(feed)
     ensure_group(redis, feed)
-    # Redis 6.2 answers [cursor, entries]; 7.0+ adds the ids of entries deleted meanwhile
-    claimed = redis.xautoclaim(stream, keys.WORKERS_GROUP, consumer, CLAIM_IDLE_MS, "0-0", count=BATCH)[1]
+    claimed = _reclaim(redis, stream, consumer)
     fresh = redis.xreadgroup(keys.WORKERS_GROUP, consumer, {stream: ">"}, count=BATCH)
-    entries = list(claimed) + [e for _, batch in fresh for e in batch]
-    if not entries:
+    entries = claimed.entries + [e for _, batch in fresh for e in batch]
+    if not entries and not claimed.gone:
         return {"feed": feed, "processed": 0}
     per_minute = rollup(entries)
     pipe = redis.pipeline()
     for minute, count in per_minute.items():
         pipe.hincrby(keys.rollup_key(feed), str(minute), count)
-    pipe.xack(stream, keys.WORKERS_GROUP, *[entry_id for entry_id, _ in entries])
+    # entries trimmed from the capped stream while pending are acknowledged too, or they
+    # would be reclaimed (as nil) forever
+    pipe.xack(stream, keys.WORKERS_GROUP, *[entry_id for entry_id, _ in entries], *claimed.gone)
     pipe.execute()
     trim_rollup(redis, feed)
     return {"feed": feed, "processed": len(entries), "minutes": len(per_minute)}
+
+
+@dataclass(slots=True)
+class Claimed:
+    """Entries reclaimed from a crashed consumer: those still in the stream, and ids trimmed away."""
+
+    entries: list[tuple[Any, dict[Any, Any]]]
+    gone: list[Any]
+
+
+def _reclaim(redis: redis_lib.Redis, stream: str, consumer: str) -> Claimed:
+    # justid: Redis 6.2 answers deleted entries as nil bodies; with ids only, we fetch the
+    # bodies that still exist ourselves. (7.0+ also lists deleted ids separately.)
+    ids = redis.xautoclaim(stream, keys.WORKERS_GROUP, consumer, CLAIM_IDLE_MS, "0-0", count=BATCH,
+                           justid=True)  # redis-py returns just the id list here
+    if not ids:
+        return Claimed([], [])
+    pipe = redis.pipeline(transaction=False)
+    for entry_id in ids:
+        pipe.xrange(stream, min=entry_id, max=entry_id, count=1)
+    found = pipe.execute()
+    entries = [hit[0] for hit in found if hit]
+    gone = [entry_id for entry_id, hit in zip(ids, found, strict=True) if not hit]
+    return Claimed(entries, gone)
 
 
 def rollup(entries: list[tuple[Any, dict[Any, Any]]]) -> Counter[int]:
