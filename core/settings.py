@@ -101,7 +101,7 @@ class Settings:
         for f in dataclasses.fields(cls):
             var = PREFIX + f.name.upper()
             if var in env:
-                values[f.name] = _convert(var, env[var], f.default, f.default_factory)
+                values[f.name] = _convert(var, env[var], f.default, f.default_factory, str(f.type))
         values.update(overrides)
         return cls(**values)
 
@@ -122,7 +122,7 @@ class Settings:
         return out
 
 
-def _convert(var: str, raw: str, default: Any, factory: Any) -> Any:
+def _convert(var: str, raw: str, default: Any, factory: Any, annotation: str) -> Any:
     sample = factory() if default is dataclasses.MISSING else default
     try:
         if isinstance(sample, bool):
@@ -134,21 +134,17 @@ def _convert(var: str, raw: str, default: Any, factory: Any) -> Any:
         if isinstance(sample, Path):
             return Path(raw)
         if isinstance(sample, Mapping):
-            return _pairs(raw)
+            return _pairs(raw, numeric=annotation.endswith("float]"))
         return raw
     except ValueError as err:
         raise ConfigError(f"{var}={raw!r} is not a valid {type(sample).__name__}: {err}") from err
 
 
-def _pairs(raw: str) -> dict[str, Any]:
+def _pairs(raw: str, *, numeric: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in filter(None, (p.strip() for p in raw.split(","))):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"expected name=value, got {item!r}")
-        value = value.strip()
-        try:
-            out[key.strip()] = float(value) if value.replace(".", "", 1).isdigit() else value
-        except ValueError:
-            out[key.strip()] = value
+        out[key.strip()] = float(value) if numeric else value.strip()
     return out

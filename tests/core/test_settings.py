@@ -40,7 +40,9 @@ def _sample(f: dataclasses.Field) -> tuple[str, Any]:
         path = Path(f"/tmp/sc-test/{f.name}")
         return str(path), path
     if isinstance(default, Mapping):
-        return "a=1,b=x", {"a": 1.0, "b": "x"}
+        if str(f.type).endswith("float]"):
+            return "a=1,b=2.5", {"a": 1.0, "b": 2.5}
+        return "a=1,b=ws://x:1/p", {"a": "1", "b": "ws://x:1/p"}
     if isinstance(default, str):
         return f"value-of-{f.name}", f"value-of-{f.name}"
     pytest.fail(f"test_settings does not know how to set field {f.name} of type {type(default).__name__}")
