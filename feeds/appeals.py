@@ -125,13 +125,8 @@ def _opt_text(value: object, name: str, max_len: int) -> str | None:
 
 
 def _time(value: object, name: str) -> datetime | None:
-    """:func:`check_time` for an optional field, also catching epochs outside Python's calendar."""
-    try:
-        return check_time(value, name, required=False)
-    except SchemaError:
-        raise
-    except (OverflowError, ValueError):
-        raise SchemaError(f"{name} is not a representable time", code="bad_time") from None
+    """:func:`check_time` for an optional field."""
+    return check_time(value, name, required=False)
 
 
 def _coordinate(value: object, name: str, bound: float) -> float:
