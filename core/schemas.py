@@ -31,6 +31,9 @@ from core.units import CANONICAL_UNIT, IMPLAUSIBLE_ABOVE, Pollutant
 
 def check_str(value: object, name: str, *, max_len: int = 128, required: bool = True) -> str:
     """Return ``value`` as a stripped string, or raise naming ``name``."""
+    if type(value) is str and 0 < len(value) <= max_len and value.isprintable() and not value[0].isspace() \
+            and not value[-1].isspace():
+        return value  # fast path: already clean
     if value is None or value == "":
         if required:
             raise SchemaError(f"{name} is missing", code="missing_field")
@@ -53,6 +56,9 @@ def check_number(value: object, name: str, *, lo: float | None = None, hi: float
 
     Numeric strings are accepted (CSV sources carry everything as text).
     """
+    if type(value) is float:  # fast path: the common case, finite and in range
+        if (lo is None or value >= lo) and (hi is None or value <= hi) and value - value == 0.0:
+            return value
     if value is None or value == "":
         if required:
             raise SchemaError(f"{name} is missing", code="missing_field")

@@ -206,7 +206,9 @@ def json_items(payload: bytes, *, unwrap: Sequence[str] = ()) -> Iterator[tuple[
 
 
 def _ndjson_items(text: str, whole_err: Exception) -> Iterator[tuple[int, bytes, Any]]:
-    lines = [line for line in text.splitlines() if line.strip()]
+    # NDJSON lines end at \n only: str.splitlines would also split inside strings holding
+    # U+2028, \x1c and other characters JSON allows unescaped
+    lines = [line for line in text.split("\n") if line.strip()]
     if len(lines) < 2:
         raise PayloadError(f"payload is not JSON: {_short(whole_err)}", code="bad_json") from None
     items: list[tuple[int, bytes, Any]] = []
