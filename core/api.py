@@ -20,12 +20,13 @@ from starlette.concurrency import run_in_threadpool
 
 from core import keys
 from core.citypack import CityPack, load_pack
+from core.errors import PayloadError
 from core.health import feed_health
 from core.redis_server import connect
 from core.settings import Settings
 from core.store import Store
 from feeds import REGISTRY
-from feeds.base import FeedAdapter
+from feeds.base import FeedAdapter, Format
 from feeds.sink import Sink
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
     def health() -> JSONResponse:
         """Per-feed status against the expected cadence, plus Redis and worker state."""
         try:
-            return JSONResponse(_health_document(ctx))
+            return JSONResponse(health_document(ctx))
         except redis_lib.RedisError as err:
             return _error(503, f"redis unavailable: {err}", status="error")
 
@@ -124,7 +125,7 @@ def _authorised(token: str, header: str | None) -> bool:
     return hmac.compare_digest(header[7:].strip().encode(), token.encode())
 
 
-def _choose_format(adapter: type[FeedAdapter], name: str | None, content_type: str | None) -> Any:
+def _choose_format(adapter: type[FeedAdapter], name: str | None, content_type: str | None) -> Format | JSONResponse:
     if name:
         try:
             return adapter.format(name)
@@ -154,9 +155,7 @@ async def _read_capped(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _ingest_body(ctx: ApiContext, adapter: type[FeedAdapter], fmt: Any, body: bytes) -> JSONResponse:
-    from core.errors import PayloadError
-
+def _ingest_body(ctx: ApiContext, adapter: type[FeedAdapter], fmt: Format, body: bytes) -> JSONResponse:
     try:
         parsed = fmt.parse(body)
     except PayloadError as err:
@@ -170,7 +169,8 @@ def _ingest_body(ctx: ApiContext, adapter: type[FeedAdapter], fmt: Any, body: by
     return JSONResponse(result.as_json(), status_code=202)
 
 
-def _health_document(ctx: ApiContext) -> dict[str, Any]:
+def health_document(ctx: ApiContext) -> dict[str, Any]:
+    """The document of ``GET /api/v1/health`` (also read by the pages)."""
     now = datetime.now(UTC)
     info = ctx.redis.info()
     names = sorted(set(REGISTRY) | {n.decode() if isinstance(n, bytes) else n

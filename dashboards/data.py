@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.api import ApiContext, _health_document
+from core.api import ApiContext, health_document
 
 _CTX: ApiContext | None = None
 
@@ -28,4 +28,4 @@ def context() -> ApiContext:
 
 def health() -> dict[str, Any]:
     """The same document as ``GET /api/v1/health``."""
-    return _health_document(context())
+    return health_document(context())

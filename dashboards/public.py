@@ -11,7 +11,7 @@ from pathlib import Path
 from dash import Dash, html
 from fastapi import FastAPI
 
-from core.api import ApiContext, _health_document
+from core.api import ApiContext, health_document
 from core.settings import Settings
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -38,7 +38,7 @@ def create_public_app(settings: Settings, ctx: ApiContext | None = None) -> Dash
 
     def layout() -> html.Div:
         try:
-            feeds = _health_document(ctx)["feeds"]
+            feeds = health_document(ctx)["feeds"]
         except Exception:  # noqa: BLE001 - public page: show the frame, never a traceback
             feeds = {}
         blocks = []
