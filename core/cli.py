@@ -2,7 +2,8 @@
 
     sitcen run                       everything on one machine (embedded Redis unless SC_REDIS_URL)
     sitcen feed NAME [--url URL]     one live feed (http(s):// polled, ws(s):// subscribed)
-    sitcen demo                      the demo source: the shared real data replayed as live feeds
+    sitcen simulate                  the demo city simulator (planted incidents, ground truth)
+    sitcen demo                      the shared real data replayed as live feeds
     sitcen replay FILE --feed NAME   replay a recorded file (--speed X, 0 = as fast as possible)
     sitcen worker | scheduler        analytics RQ worker / the scheduler enqueuing its jobs
     sitcen web | public | api        operations app (8050) / public app (8051) / API alone
@@ -38,12 +39,22 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sitcen", description="Situation Center")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start everything on this machine")
-    run.add_argument("--source", choices=["replay", "none"], help="demo source (default SC_SOURCE)")
+    run.add_argument("--source", choices=["simulate", "replay", "none"], help="demo source (default SC_SOURCE)")
     feed = sub.add_parser("feed", help="run one live feed")
     feed.add_argument("name")
     feed.add_argument("--url", help="source URL (default from SC_FEED_URLS)")
     feed.add_argument("--format", help="payload format (default: the feed's first)")
     sub.add_parser("demo", help="replay the shared real data as live demo feeds")
+    sim = sub.add_parser("simulate", help="run the demo city simulator")
+    sim.add_argument("--seed", type=int, help="default SC_SIM_SEED")
+    sim.add_argument("--start", help="simulated start, ISO 8601 with offset (default: now - backfill)")
+    sim.add_argument("--backfill", type=float, help="hours of history before now (default SC_SIM_BACKFILL_H)")
+    sim.add_argument("--duration", type=float, help="hours to simulate (default: forever)")
+    sim.add_argument("--speed", type=float, help="history delivery speed: 0 at once (default SC_SIM_SPEED)")
+    sim.add_argument("--fast", action="store_true", help="ignore the wall clock (evaluation of past days)")
+    sim.add_argument("--scenario", action="append", help="plant only these scenarios (repeatable)")
+    sim.add_argument("--no-scenarios", action="store_true", help="a normal day, nothing planted")
+    sim.add_argument("--truth", type=Path, help="ground-truth file (default <SC_DATA_DIR>/truth/...)")
     rep = sub.add_parser("replay", help="replay a recorded file through a feed adapter")
     rep.add_argument("file", type=Path)
     rep.add_argument("--feed", required=True)
@@ -136,6 +147,40 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     ctx = _sink(settings)
     data_dir = settings.shared_data_dir.resolve()
     return _run_async(lambda stop: run_demo(ctx.sink, ctx.pack, data_dir, speed=settings.replay_speed))
+
+
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from core.schemas import check_time
+    from simulator.driver import plan_run, run_fast, run_live, save_truth
+    from simulator.scenarios import load_library
+
+    _require_redis(settings)
+    ctx = _sink(settings)
+    seed = settings.sim_seed if args.seed is None else args.seed
+    backfill = timedelta(hours=settings.sim_backfill_h if args.backfill is None else args.backfill)
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = check_time(args.start, "--start") if args.start else now - backfill
+    assert start is not None
+    duration = timedelta(hours=args.duration) if args.duration else timedelta(days=3650)
+    library = load_library()
+    unknown = sorted(set(args.scenario or ()) - set(library))
+    if unknown:
+        raise ConfigError(f"unknown scenario(s) {unknown}; the library has {sorted(library)}")
+    chosen = [] if args.no_scenarios else [library[s] for s in args.scenario] if args.scenario else None
+    run = plan_run(ctx.pack, seed=seed, start=start, duration=duration, scenarios=chosen)
+    truth = args.truth or settings.data_dir / "truth" / f"sim-seed{seed}-{start:%Y%m%dT%H%M%SZ}.jsonl"
+    save_truth(run, truth)
+    if args.fast:
+        run_fast(run, ctx.sink, start + duration)
+    else:
+        speed = settings.sim_speed if args.speed is None else args.speed
+        _run_async(lambda stop: run_live(run, ctx.sink, speed=speed, until=start + duration, stop=stop))
+    summary = {feed: result.as_json(max_errors=5) for feed, result in run.results.items()}
+    print(json.dumps({"seed": seed, "start": start.isoformat(), "truth": str(truth), "feeds": summary},
+                     ensure_ascii=False, indent=1))
+    return 0
 
 
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
@@ -245,7 +290,8 @@ def cmd_feeds(settings: Settings, args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "run": cmd_run, "feed": cmd_feed, "demo": cmd_demo, "replay": cmd_replay, "worker": cmd_worker,
+    "run": cmd_run, "feed": cmd_feed, "demo": cmd_demo, "simulate": cmd_simulate, "replay": cmd_replay,
+    "worker": cmd_worker,
     "scheduler": cmd_scheduler, "web": cmd_web, "public": cmd_public, "api": cmd_api, "redis": cmd_redis,
     "feeds": cmd_feeds,
 }

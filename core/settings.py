@@ -60,7 +60,14 @@ class Settings:
 
     # --- Feeds ---------------------------------------------------------------------------
     source: str = "replay"
-    """What ``sitcen run`` feeds the city with: ``replay`` (the shared real data) or ``none``."""
+    """What ``sitcen run`` feeds the city with: ``simulate`` (the demo city), ``replay`` (the shared
+    real data) or ``none``."""
+    sim_seed: int = 1
+    """Seed of the simulator: the same seed and start give the same city, byte for byte."""
+    sim_backfill_h: float = 3.0
+    """Hours of simulated history delivered at start, so screens have a past to show."""
+    sim_speed: float = 0.0
+    """How fast that history is delivered: 0 at once, X times faster than it happened."""
     shared_data_dir: Path = Path("../shared/data")
     """Where the real public data lives (used by ``--source replay``, tests and benchmarks)."""
     replay_speed: float = 60.0

@@ -128,6 +128,8 @@ def default_children(settings: Settings, *, source: str) -> list[Child]:
     children: list[Child] = []
     if source == "replay":
         children.append(Child("demo-feeds", ["demo"], order=0))
+    elif source == "simulate":
+        children.append(Child("simulator", ["simulate"], order=0))
     for feed in settings.feed_urls:
         children.append(Child(f"feed-{feed}", ["feed", feed], order=0))
     children.append(Child("scheduler", ["scheduler"], order=1))

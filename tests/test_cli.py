@@ -169,7 +169,7 @@ class Center:
 
 
 @contextlib.contextmanager
-def sitcen_run(tmp_path: Path) -> Iterator[Center]:
+def sitcen_run(tmp_path: Path, source: str = "replay") -> Iterator[Center]:
     """Start ``sitcen run`` on a fresh data dir and free ports; always leave nothing behind."""
     from feeds.demo import DEMO_SOURCES
 
@@ -181,7 +181,7 @@ def sitcen_run(tmp_path: Path) -> Iterator[Center]:
     while public_port == web_port:
         public_port = free_port()
     env = clean_env(SC_DATA_DIR=str(data_dir), SC_WEB_PORT=str(web_port), SC_PUBLIC_PORT=str(public_port),
-                    SC_REPLAY_SPEED="600", SC_SHARED_DATA_DIR=str(shared_dir))
+                    SC_REPLAY_SPEED="600", SC_SHARED_DATA_DIR=str(shared_dir), SC_SOURCE=source)
     assert "SC_REDIS_URL" not in env
     log = tmp_path / "sitcen-run.log"
     with log.open("wb") as out:
