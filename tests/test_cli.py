@@ -173,8 +173,8 @@ def sitcen_run(tmp_path: Path, source: str = "replay") -> Iterator[Center]:
     """Start ``sitcen run`` on a fresh data dir and free ports; always leave nothing behind."""
     from feeds.demo import DEMO_SOURCES
 
-    for source in DEMO_SOURCES:
-        shared_path(source.path)  # fails loudly if the shared real data is missing
+    for demo in DEMO_SOURCES:
+        shared_path(demo.path)  # fails loudly if the shared real data is missing
     shared_dir = shared_path(".").resolve()
     data_dir = tmp_path / "var"
     web_port, public_port = free_port(), free_port()
