@@ -145,19 +145,17 @@ def resolve_place(where: Mapping[str, Any], pack: Any, rng: random.Random) -> di
     ``where`` forms: ``{"district": "random" | id}``, ``{"station": "random" | id}``,
     ``{"segment": "random" | id}``, ``{"feed": name}``, ``{"city": true}``.
     """
-    from core.geo import district_at  # the pack's geometry helpers
-
     if "feed" in where:
         return {"targets": (str(where["feed"]),)}
     if "station" in where:
         station = _pick(pack.stations, where["station"], rng, "station")
-        district = district_at(pack, station.lat, station.lon)
+        district = pack.district_at(station.lat, station.lon)
         return {"lat": station.lat, "lon": station.lon, "targets": (station.id,),
                 "district": district.id if district else None}
     if "segment" in where:
-        segment = _pick(pack.segments, where["segment"], rng, "segment")
-        lat, lon = segment.midpoint
-        district = district_at(pack, lat, lon)
+        segment = _pick(pack.roads, where["segment"], rng, "road segment")
+        lat, lon = segment.point_at(0.5)
+        district = pack.district_at(lat, lon)
         return {"lat": lat, "lon": lon, "targets": (segment.id,), "district": district.id if district else None}
     if "district" in where:
         district = _pick(pack.districts, where["district"], rng, "district")
