@@ -59,7 +59,7 @@ class Settings:
     """Raw payload kept per dead letter; longer payloads are cut and marked as cut."""
 
     # --- Feeds ---------------------------------------------------------------------------
-    source: str = "replay"
+    source: str = "simulate"
     """What ``sitcen run`` feeds the city with: ``simulate`` (the demo city), ``replay`` (the shared
     real data) or ``none``."""
     sim_seed: int = 1

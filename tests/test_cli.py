@@ -353,3 +353,35 @@ def test_run_keeps_its_data_across_a_restart(tmp_path):
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                 if child.is_running():
                     child.kill()
+
+
+@pytest.mark.slow
+def test_run_with_the_simulator_shows_the_whole_demo_city_within_a_minute(tmp_path):
+    started = time.monotonic()
+    with sitcen_run(tmp_path, source="simulate") as center:
+        health = center.wait_healthy()
+        assert time.monotonic() - started < 60, f"not healthy within a minute:\n{center.tail()}"
+        for feed in FEEDS:
+            assert health["feeds"][feed]["events_total"] > 0, (feed, health["feeds"][feed])
+            assert health["feeds"][feed]["rejected_total"] == 0, (feed, health["feeds"][feed])
+        truth = list((center.data_dir / "truth").glob("sim-seed1-*.jsonl"))
+        assert truth, f"no ground-truth file in {center.data_dir}"
+        os.kill(center.proc.pid, signal.SIGINT)
+        assert center.proc.wait(STOP_TIMEOUT_S) == 0, center.tail()
+        assert not center.alive(), center.alive()
+
+
+@pytest.mark.slow
+def test_simulate_fast_one_hour_prints_a_summary_without_rejections(tmp_path, redis, redis_server):
+    truth = tmp_path / "truth.jsonl"
+    done = run_sitcen("simulate", "--fast", "--start", "2026-11-02T08:00:00+05:00", "--duration", "1",
+                      "--seed", "3", "--truth", str(truth),
+                      env=clean_env(SC_REDIS_URL=redis_server.url, SC_DATA_DIR=str(tmp_path / "var")),
+                      cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["seed"] == 3 and summary["truth"] == str(truth)
+    for feed in FEEDS:
+        assert summary["feeds"][feed]["accepted"] > 0, summary["feeds"][feed]
+        assert summary["feeds"][feed]["rejected"] == 0, summary["feeds"][feed]
+    assert truth.exists()

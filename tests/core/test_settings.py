@@ -58,7 +58,7 @@ def test_from_empty_environ_gives_the_defaults():
         assert getattr(s, f.name) == _default(f), f.name
     # a few defaults the rest of the system relies on
     assert s.redis_url == "" and s.web_port == 8050 and s.public_port == 8051
-    assert s.data_dir == Path("var") and s.workers == 1 and s.source == "replay"
+    assert s.data_dir == Path("var") and s.workers == 1 and s.source == "simulate"
     assert s.feed_urls == {} and s.cadence_s == {}
 
 
