@@ -83,3 +83,22 @@ def test_a_bad_scenario_file_is_named(tmp_path):
 
 def test_library_directory_is_the_packaged_one():
     assert LIBRARY.is_dir() and len(list(LIBRARY.glob("*.json"))) >= len(REQUIRED)
+
+
+def test_a_whole_local_day_plants_every_scenario_once_and_the_truth_is_complete(tmp_path):
+    from simulator.driver import plan_run, save_truth
+
+    midnight = datetime(2026, 11, 3, tzinfo=PACK.zone).astimezone(UTC)
+    run = plan_run(PACK, seed=5, start=midnight, duration=timedelta(days=1))
+    assert sorted(t.scenario for t in run.truth) == sorted(load_library())
+    path = tmp_path / "truth.jsonl"
+    save_truth(run, path)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(rows) == len(load_library())
+    for row in rows:
+        assert {"id", "scenario", "type", "start", "end", "expect_incident", "signals", "district", "lat",
+                "lon", "targets", "title"} <= set(row)
+        assert row["start"] < row["end"]
+        assert row["lat"] is not None or row["targets"], row  # a place, or the feed it silences
+    effects = run.simulation.ctx.effects.all()
+    assert {e.incident_id for e in effects} == {row["id"] for row in rows}
