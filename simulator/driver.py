@@ -103,7 +103,10 @@ async def run_live(run: Run, sink: Sink, *, speed: float = 0.0, until: datetime 
     wall0, sim0 = clock(), sim.now
     horizon = until or datetime.max.replace(tzinfo=UTC)
     while not stop.is_set() and sim.now < horizon:
-        step_end = min(horizon, sim.now + timedelta(minutes=1))
+        # history goes in one-minute steps; once caught up, tick by tick so a unit moves
+        # on the map every few seconds rather than jumping once a minute
+        behind = clock() - sim.now > timedelta(minutes=1)
+        step_end = min(horizon, sim.now + (timedelta(minutes=1) if behind else sim.tick))
         due = step_end if speed <= 0 else max(step_end, wall0 + (step_end - sim0) / speed)
         wait = (due - clock()).total_seconds()
         if wait > 0:
