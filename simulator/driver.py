@@ -86,9 +86,17 @@ def _send(run: Run, sink: Sink, emission: Emission) -> None:
 
 def run_fast(run: Run, sink: Sink, until: datetime) -> Run:
     """Deliver every emission up to ``until`` as fast as possible."""
+    _mark(run, sink, "simulating")
     for emission in run.simulation.run(until):
         _send(run, sink, emission)
+    _mark(run, sink, "finished")
     return run
+
+
+def _mark(run: Run, sink: Sink, state: str) -> None:
+    detail = f"simulator seed {run.simulation.ctx.seed}"
+    for model in run.simulation.models:
+        sink.store.set_transport_state(model.feed, state, detail=detail)
 
 
 async def run_live(run: Run, sink: Sink, *, speed: float = 0.0, until: datetime | None = None,
@@ -101,6 +109,7 @@ async def run_live(run: Run, sink: Sink, *, speed: float = 0.0, until: datetime 
     stop = stop or asyncio.Event()
     sim = run.simulation
     wall0, sim0 = clock(), sim.now
+    _mark(run, sink, "simulating")
     horizon = until or datetime.max.replace(tzinfo=UTC)
     while not stop.is_set() and sim.now < horizon:
         # history goes in one-minute steps; once caught up, tick by tick so a unit moves
@@ -117,6 +126,7 @@ async def run_live(run: Run, sink: Sink, *, speed: float = 0.0, until: datetime 
                 pass
         emissions = list(sim.run(step_end))
         await asyncio.to_thread(_send_all, run, sink, emissions)
+    _mark(run, sink, "stopped" if stop.is_set() else "finished")
     return run
 
 
