@@ -137,6 +137,21 @@ class CityPoints:
                 return plat, plon
         return lat, lon
 
+    def for_effect(self, effect: Any, rng: random.Random) -> tuple[Any, float, float]:
+        """Where an extra event of ``effect`` happens: ``(district or None, lat, lon)``.
+
+        Near the effect's place when it has one and a radius, else inside its district, else
+        anywhere in the city by population.
+        """
+        if effect.lat is not None and effect.lon is not None and effect.radius_m:
+            lat, lon = self.near(effect.lat, effect.lon, float(effect.radius_m), rng)
+            return self.pack.district_at(lat, lon), lat, lon
+        if effect.district:
+            district = self.pack.district(effect.district)
+            lat, lon = self.inside(district, rng)
+            return district, lat, lon
+        return self.anywhere(rng)
+
     def district_id(self, lat: float, lon: float) -> str | None:
         """Id of the district containing the point, or None."""
         district = self.pack.district_at(lat, lon)

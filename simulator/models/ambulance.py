@@ -459,16 +459,8 @@ class AmbulanceModel:
     def _surge_call(self, effect: Effect, rng: random.Random, category: int, complaint: str | None = None) -> Call:
         """An extra call of a surge: near its place, else in its district, else anywhere."""
         complaint = complaint or str(effect.param("complaint", "other"))
-        if effect.lat is not None and effect.lon is not None and effect.radius_m:
-            lat, lon = self.points.near(effect.lat, effect.lon, float(effect.radius_m), rng)
-            district_id = self.points.district_id(lat, lon)
-        elif effect.district:
-            district = self.pack.district(effect.district)
-            lat, lon = self.points.inside(district, rng)
-            district_id = district.id
-        else:
-            district, lat, lon = self.points.anywhere(rng)
-            district_id = district.id
+        district, lat, lon = self.points.for_effect(effect, rng)
+        district_id = district.id if district is not None else None
         return Call("", category, complaint, lat, lon, district_id, 0.0)
 
     def _population_share(self, district_id: str) -> float:

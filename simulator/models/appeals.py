@@ -301,14 +301,7 @@ class AppealsModel:
         category = str(effect.param("category", "other"))
         out = []
         for _ in range(poisson(rng, rate * (t1 - t0))):
-            if effect.lat is not None and effect.lon is not None and effect.radius_m:
-                lat, lon = self.points.near(effect.lat, effect.lon, float(effect.radius_m), rng)
-                district = self.pack.district_at(lat, lon)
-            elif effect.district:
-                district = self.pack.district(effect.district)
-                lat, lon = self.points.inside(district, rng)
-            else:
-                district, lat, lon = self.points.anywhere(rng)
+            district, lat, lon = self.points.for_effect(effect, rng)
             out.append(self._spec(rng, t1 - rng.random() * (t1 - t0), category, local.month, BURST_CHANNELS,
                                   lat, lon, district))
         return out
