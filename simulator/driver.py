@@ -13,18 +13,20 @@ Timing:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import random
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 from feeds import get_feed
 from feeds.runner import deliver
 from feeds.sink import IngestResult, Sink, utc_now
-from simulator.effects import Effect, Effects
+from simulator.effects import Effects
 from simulator.engine import Emission, SimContext, Simulation
 from simulator.scenarios import PlantedIncident, Scenario, load_library, plant, write_truth
 
@@ -35,12 +37,43 @@ TRANSPORT = "simulator"
 
 @dataclass
 class Run:
-    """A prepared simulation run and its ground truth."""
+    """A simulation run and its ground truth, planted one local day ahead as simulated time goes on."""
 
     simulation: Simulation
-    truth: list[PlantedIncident]
+    scenarios: list[Scenario]
+    rng: random.Random
+    end: datetime
+    next_day: date
+    truth: list[PlantedIncident] = field(default_factory=list)
+    truth_path: Path | None = None
     delivered: Counter[str] = field(default_factory=Counter)
     results: dict[str, IngestResult] = field(default_factory=dict)
+    _number: int = 0
+
+    def plant_through(self, t: datetime) -> list[PlantedIncident]:
+        """Plant every scenario on each local day starting before ``t`` + 1 day and before the end.
+
+        Incidents are thus known a day before they begin; their effects join the simulation and
+        their ground truth is appended to ``truth`` (and to ``truth_path`` once it is set).
+        """
+        ctx = self.simulation.ctx
+        zone = ctx.pack.zone
+        new: list[PlantedIncident] = []
+        while (midnight := datetime.combine(self.next_day, time(0), zone)) < min(self.end, t + timedelta(days=1)):
+            for scenario in self.scenarios:
+                self._number += 1
+                incident, effects = plant(scenario, pack=ctx.pack, day=midnight.astimezone(UTC), rng=self.rng,
+                                          number=self._number)
+                if ctx.start <= incident.start < self.end:
+                    new.append(incident)
+                    ctx.effects.add(effects)
+            self.next_day += timedelta(days=1)
+        ctx.effects.prune(t - timedelta(hours=1))
+        new.sort(key=lambda i: i.start)
+        self.truth.extend(new)
+        if new and self.truth_path is not None:
+            _append_truth(self.truth_path, new)
+        return new
 
 
 def build_models(ctx: SimContext) -> list[Any]:
@@ -55,26 +88,14 @@ def build_models(ctx: SimContext) -> list[Any]:
 
 def plan_run(pack: Any, *, seed: int, start: datetime, duration: timedelta,
              scenarios: Sequence[Scenario] | None = None) -> Run:
-    """Plant ``scenarios`` (default: the whole library) on every local day of the run and build it."""
-    import random
-
+    """Build a run and plant ``scenarios`` (default: the whole library) on its first local day(s)."""
     chosen = list(load_library().values()) if scenarios is None else list(scenarios)
-    rng = random.Random(f"{seed}:scenarios")
-    truth: list[PlantedIncident] = []
-    effects: list[Effect] = []
-    day = start
-    number = 0
-    while day < start + duration:
-        for scenario in chosen:
-            number += 1
-            incident, incident_effects = plant(scenario, pack=pack, day=day, rng=rng, number=number)
-            if start <= incident.start < start + duration:
-                truth.append(incident)
-                effects.extend(incident_effects)
-        day += timedelta(days=1)
-    ctx = SimContext(pack=pack, seed=seed, start=start, effects=Effects(effects))
-    truth.sort(key=lambda t: t.start)
-    return Run(simulation=Simulation(ctx, build_models(ctx)), truth=truth)
+    ctx = SimContext(pack=pack, seed=seed, start=start, effects=Effects())
+    run = Run(simulation=Simulation(ctx, build_models(ctx)), scenarios=chosen,
+              rng=random.Random(f"{seed}:scenarios"), end=start + duration,
+              next_day=start.astimezone(pack.zone).date())
+    run.plant_through(start)
+    return run
 
 
 def _send(run: Run, sink: Sink, emission: Emission) -> None:
@@ -87,8 +108,12 @@ def _send(run: Run, sink: Sink, emission: Emission) -> None:
 def run_fast(run: Run, sink: Sink, until: datetime) -> Run:
     """Deliver every emission up to ``until`` as fast as possible."""
     _mark(run, sink, "simulating")
-    for emission in run.simulation.run(until):
-        _send(run, sink, emission)
+    sim = run.simulation
+    while sim.now < until:
+        step_end = min(until, sim.now + timedelta(hours=1))
+        run.plant_through(step_end)
+        for emission in sim.run(step_end):
+            _send(run, sink, emission)
     _mark(run, sink, "finished")
     return run
 
@@ -124,6 +149,7 @@ async def run_live(run: Run, sink: Sink, *, speed: float = 0.0, until: datetime 
                 break
             except TimeoutError:
                 pass
+        run.plant_through(step_end)
         emissions = list(sim.run(step_end))
         await asyncio.to_thread(_send_all, run, sink, emissions)
     _mark(run, sink, "stopped" if stop.is_set() else "finished")
@@ -136,6 +162,14 @@ def _send_all(run: Run, sink: Sink, emissions: list[Emission]) -> None:
 
 
 def save_truth(run: Run, path: Path) -> None:
-    """Write the run's ground truth (JSON lines)."""
+    """Write the ground truth planted so far (JSON lines) and append what is planted later."""
     write_truth(path, run.truth)
-    log.info("ground truth of %d planted incidents written to %s", len(run.truth), path)
+    run.truth_path = path
+    log.info("ground truth of %d planted incidents written to %s (more appended as days pass)",
+             len(run.truth), path)
+
+
+def _append_truth(path: Path, incidents: list[PlantedIncident]) -> None:
+    with path.open("a", encoding="utf-8") as fh:
+        for incident in incidents:
+            fh.write(json.dumps(incident.to_json(), ensure_ascii=False) + "\n")

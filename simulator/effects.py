@@ -71,10 +71,23 @@ class Effects:
 
     def __init__(self, effects: list[Effect] | None = None) -> None:
         self._by_kind: dict[str, list[Effect]] = {}
-        for effect in effects or []:
+        self.add(effects or [])
+
+    def add(self, effects: list[Effect]) -> None:
+        """Add the effects of newly planted incidents.
+
+        Raises:
+            ValueError: an effect kind no model knows.
+        """
+        for effect in effects:
             if effect.kind not in KINDS:
                 raise ValueError(f"unknown effect kind {effect.kind!r}; kinds: {sorted(KINDS)}")
             self._by_kind.setdefault(effect.kind, []).append(effect)
+
+    def prune(self, before: datetime) -> None:
+        """Forget effects that ended before ``before`` (a long live run plants every day)."""
+        for kind, effects in self._by_kind.items():
+            self._by_kind[kind] = [e for e in effects if e.end >= before]
 
     def active(self, kind: str, t: datetime) -> list[Effect]:
         """The effects of ``kind`` acting at ``t``."""

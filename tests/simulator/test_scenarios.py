@@ -102,3 +102,20 @@ def test_a_whole_local_day_plants_every_scenario_once_and_the_truth_is_complete(
         assert row["lat"] is not None or row["targets"], row  # a place, or the feed it silences
     effects = run.simulation.ctx.effects.all()
     assert {e.incident_id for e in effects} == {row["id"] for row in rows}
+
+
+def test_a_long_run_plants_day_by_day_and_appends_the_truth(tmp_path):
+    from simulator.driver import plan_run, save_truth
+
+    start = datetime(2026, 11, 3, 8, 0, tzinfo=PACK.zone).astimezone(UTC)
+    run = plan_run(PACK, seed=9, start=start, duration=timedelta(days=3650))
+    first = len(run.truth)
+    assert first <= 2 * len(load_library())  # today and tomorrow, not ten years
+    path = tmp_path / "truth.jsonl"
+    save_truth(run, path)
+    run.plant_through(start + timedelta(days=1))  # one more local day becomes "tomorrow"
+    assert len(run.truth) == first + len(load_library())
+    assert len(path.read_text().splitlines()) == len(run.truth)
+    # incidents of the start day before 08:00 are not planted; those of the next day are
+    assert all(t.start >= start for t in run.truth)
+    assert {t.start.astimezone(PACK.zone).date() for t in run.truth} >= {start.date() + timedelta(days=1)}
