@@ -152,8 +152,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
+    from core import keys
     from core.schemas import check_time
-    from simulator.driver import plan_run, run_fast, run_live, save_truth
+    from simulator.driver import fast_forward, plan_run, run_fast, run_live, save_truth
     from simulator.scenarios import load_library
 
     _require_redis(settings)
@@ -169,18 +170,54 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     if unknown:
         raise ConfigError(f"unknown scenario(s) {unknown}; the library has {sorted(library)}")
     chosen = [] if args.no_scenarios else [library[s] for s in args.scenario] if args.scenario else None
+    live = not args.fast and not args.start and not args.duration
+    resume = _resumable(ctx.redis, seed, now, backfill) if live else None
+    if resume is not None:
+        start = resume[0]
     run = plan_run(ctx.pack, seed=seed, start=start, duration=duration, scenarios=chosen)
     truth = args.truth or settings.data_dir / "truth" / f"sim-seed{seed}-{start:%Y%m%dT%H%M%SZ}.jsonl"
+    if resume is not None:
+        log.info("resuming the simulated city of seed %s started %s at %s", seed, start, resume[1])
+        fast_forward(run, resume[1])
     save_truth(run, truth)
     if args.fast:
         run_fast(run, ctx.sink, start + duration)
     else:
         speed = settings.sim_speed if args.speed is None else args.speed
-        _run_async(lambda stop: run_live(run, ctx.sink, speed=speed, until=start + duration, stop=stop))
+
+        def remember(cursor: datetime) -> None:
+            if live:
+                ctx.redis.hset(keys.SIM_STATE, mapping={"seed": seed, "start": start.isoformat(),
+                                                        "cursor": cursor.isoformat()})
+
+        _run_async(lambda stop: run_live(run, ctx.sink, speed=speed, until=start + duration, stop=stop,
+                                         on_step=remember))
     summary = {feed: result.as_json(max_errors=5) for feed, result in run.results.items()}
     print(json.dumps({"seed": seed, "start": start.isoformat(), "truth": str(truth), "feeds": summary},
                      ensure_ascii=False, indent=1))
     return 0
+
+
+def _resumable(redis, seed: int, now, backfill):  # type: ignore[no-untyped-def]
+    """``(start, cursor)`` of a live simulated city to resume after a restart, or None.
+
+    Resumed when the stored run has the same seed, was delivered up to less than ``backfill``
+    ago (otherwise a fresh history is as good) and began less than two days ago (fast-forwarding
+    the models costs about 4 s per simulated day).
+    """
+    from datetime import datetime, timedelta
+
+    from core import keys
+
+    state = {k.decode(): v.decode() for k, v in redis.hgetall(keys.SIM_STATE).items()}
+    try:
+        start, cursor = datetime.fromisoformat(state["start"]), datetime.fromisoformat(state["cursor"])
+        same_seed = int(state["seed"]) == seed
+    except (KeyError, ValueError):
+        return None
+    if same_seed and now - cursor < backfill and now - start < timedelta(days=2) and cursor <= now:
+        return start, cursor
+    return None
 
 
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:

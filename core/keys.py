@@ -71,3 +71,8 @@ def kpi_key(domain: str) -> str:
 def rollup_key(feed: str) -> str:
     """Hash minute (epoch s) -> records counted by the workers for ``feed``."""
     return f"{PREFIX}:rollup:{_tag(feed)}"
+
+
+#: Hash of the live simulator's run: seed, start and the simulated time delivered so far, so a
+#: restarted simulator resumes its city instead of inventing a second one over the same hours.
+SIM_STATE = f"{PREFIX}:sim:state"

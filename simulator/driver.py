@@ -23,8 +23,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from feeds import get_feed
-from feeds.runner import deliver
+from feeds.runner import backoff, deliver
 from feeds.sink import IngestResult, Sink, utc_now
 from simulator.effects import Effects
 from simulator.engine import Emission, SimContext, Simulation
@@ -124,8 +126,19 @@ def _mark(run: Run, sink: Sink, state: str) -> None:
         sink.store.set_transport_state(model.feed, state, detail=detail)
 
 
+def fast_forward(run: Run, until: datetime) -> None:
+    """Advance the models to ``until`` without delivering anything (resuming a restarted run)."""
+    sim = run.simulation
+    while sim.now < until:
+        step_end = min(until, sim.now + timedelta(hours=1))
+        run.plant_through(step_end)
+        for _ in sim.run(step_end):
+            pass
+
+
 async def run_live(run: Run, sink: Sink, *, speed: float = 0.0, until: datetime | None = None,
-                   clock: Callable[[], datetime] = utc_now, stop: asyncio.Event | None = None) -> Run:
+                   clock: Callable[[], datetime] = utc_now, stop: asyncio.Event | None = None,
+                   on_step: Callable[[datetime], None] | None = None) -> Run:
     """Deliver emissions minute by minute, never before their simulated time.
 
     History (simulated time before now) goes out at once with ``speed`` 0, or ``speed`` times
@@ -151,9 +164,28 @@ async def run_live(run: Run, sink: Sink, *, speed: float = 0.0, until: datetime 
                 pass
         run.plant_through(step_end)
         emissions = list(sim.run(step_end))
-        await asyncio.to_thread(_send_all, run, sink, emissions)
+        await _deliver_retrying(run, sink, emissions, stop)
+        if on_step is not None:
+            on_step(step_end)
     _mark(run, sink, "stopped" if stop.is_set() else "finished")
     return run
+
+
+async def _deliver_retrying(run: Run, sink: Sink, emissions: list[Emission], stop: asyncio.Event) -> None:
+    """Deliver one step; while Redis is away, wait with backoff and retry (the sink drops duplicates)."""
+    delays = backoff(cap=30.0)
+    while True:
+        try:
+            await asyncio.to_thread(_send_all, run, sink, emissions)
+            return
+        except RedisError as err:
+            wait = next(delays)
+            log.warning("simulator: delivery failed (%s); retrying in %.1f s", err, wait)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=wait)
+                return
+            except TimeoutError:
+                pass
 
 
 def _send_all(run: Run, sink: Sink, emissions: list[Emission]) -> None:

@@ -385,3 +385,33 @@ def test_simulate_fast_one_hour_prints_a_summary_without_rejections(tmp_path, re
         assert summary["feeds"][feed]["accepted"] > 0, summary["feeds"][feed]
         assert summary["feeds"][feed]["rejected"] == 0, summary["feeds"][feed]
     assert truth.exists()
+
+
+@pytest.mark.slow
+def test_a_restarted_simulator_resumes_its_city_instead_of_inventing_another(tmp_path, redis, redis_server, store):
+    env = clean_env(SC_REDIS_URL=redis_server.url, SC_DATA_DIR=str(tmp_path / "var"), SC_SIM_BACKFILL_H="0.25",
+                    SC_SIM_SEED="4")
+
+    def run_for(seconds: float) -> str:
+        log = tmp_path / f"sim-{time.monotonic()}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(["sitcen", "simulate"], env=env, cwd=tmp_path, stdout=out,
+                                    stderr=subprocess.STDOUT)
+        try:
+            time.sleep(seconds)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0, log.read_text()[-3000:]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        return log.read_text()
+
+    first = run_for(12)
+    calls_before = set(store.latest("ambulance", "calls"))
+    assert calls_before, first[-2000:]
+    second = run_for(8)
+    assert "resuming the simulated city of seed 4" in second, second[-2000:]
+    for feed in FEEDS:
+        health = store.health_raw(feed)
+        assert int(health.get("rejected_total", 0)) == 0, (feed, health, second[-2000:])
+    assert calls_before <= set(store.latest("ambulance", "calls"))
