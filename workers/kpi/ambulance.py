@@ -23,7 +23,6 @@ Definitions used throughout:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -32,6 +31,7 @@ from typing import Any, Literal
 from core.citypack import Norms
 from core.schemas import CANCELLED, call_status
 from workers.kpi.definitions import KpiDefinition
+from workers.kpi.stats import percentile
 
 CATEGORIES = (1, 2, 3, 4)
 #: ҚР ДСМ-225/2020 arrival norms, minutes: the KPI table's targets; compute() uses the pack's.
@@ -117,30 +117,6 @@ def definitions(norms: Norms) -> tuple[KpiDefinition, ...]:
 
 # ---------------------------------------------------------------------------------------
 # statistics
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The ``q``-th percentile by linear interpolation between closest ranks.
-
-    The method is Hyndman & Fan type 7, ``numpy.percentile(..., method="linear")``: sort the
-    values, take the position ``h = (n − 1)·q/100`` and interpolate between the values at
-    ``floor(h)`` and ``ceil(h)``. Used for every percentile and median of this module.
-
-    Returns:
-        The percentile, or None for no values.
-
-    Raises:
-        ValueError: ``q`` outside 0..100.
-    """
-    if not 0 <= q <= 100:
-        raise ValueError(f"q must be within 0..100, got {q}")
-    if not values:
-        return None
-    ordered = sorted(values)
-    h = (len(ordered) - 1) * q / 100
-    lo = math.floor(h)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (h - lo) * (ordered[hi] - ordered[lo])
 
 
 def _share(flags: Sequence[bool]) -> float | None:

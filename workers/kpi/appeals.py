@@ -11,7 +11,6 @@ categories and channel counts are empty dicts.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -20,6 +19,7 @@ from typing import Literal
 
 from core.citypack import Norms
 from workers.kpi.definitions import KpiDefinition
+from workers.kpi.stats import percentile
 
 CITY = "city"
 #: "New" appeals are those requested in this period before ``now``.
@@ -58,35 +58,6 @@ KPIS: tuple[KpiDefinition, ...] = (
     _kpi("by_channel", "count", "appeals requested in the window, counted by channel", None, "up",
          "Appeals by channel", "Обращения по каналам", "Арналар бойынша өтініштер"),
 )
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The ``q``-th percentile by linear interpolation between closest ranks.
-
-    This is Hyndman & Fan type 7, numpy's default (``method="linear"``): sort the n values
-    ascending as x₀ … xₙ₋₁, take h = (n − 1)·q / 100 and return
-    x⌊h⌋ + (h − ⌊h⌋)·(x⌊h⌋₊₁ − x⌊h⌋). q = 50 is the median.
-
-    Args:
-        values: the sample, in any order.
-        q: the percentile, 0 to 100.
-
-    Returns:
-        The percentile, or None for an empty sample.
-
-    Raises:
-        ValueError: ``q`` outside 0..100.
-    """
-    if not 0 <= q <= 100:
-        raise ValueError(f"a percentile is between 0 and 100, got {q}")
-    if not values:
-        return None
-    xs = sorted(values)
-    h = (len(xs) - 1) * q / 100
-    low = math.floor(h)
-    if low + 1 >= len(xs):
-        return float(xs[-1])
-    return xs[low] + (h - low) * (xs[low + 1] - xs[low])
 
 
 def compute(appeals: Iterable[Mapping[str, object]], *, norms: Norms, now: datetime,
