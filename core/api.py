@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis as redis_lib
@@ -20,9 +20,10 @@ from starlette.concurrency import run_in_threadpool
 
 from core import keys
 from core.citypack import CityPack, load_pack
-from core.errors import PayloadError
+from core.errors import PayloadError, SchemaError
 from core.health import feed_health
 from core.redis_server import connect
+from core.schemas import check_time
 from core.settings import Settings
 from core.store import Store
 from feeds import REGISTRY
@@ -95,6 +96,46 @@ def build_router(ctx: ApiContext) -> APIRouter:
         except redis_lib.RedisError as err:
             return _error(503, f"redis unavailable: {err}", status="error")
 
+    @router.get("/kpis")
+    def kpis(domain: str | None = Query(default=None), district: str | None = Query(default=None)) -> JSONResponse:
+        """The latest KPI snapshots (all domains, or one), for the city and every district (or one)."""
+        from workers.snapshots import DOMAINS, read_snapshot
+
+        names = [domain] if domain else sorted(DOMAINS)
+        unknown = [d for d in names if d not in DOMAINS]
+        if unknown:
+            return _error(404, f"no KPIs for domain {unknown[0]!r}", domains=sorted(DOMAINS))
+        try:
+            snapshots = {d: read_snapshot(ctx.redis, d) for d in names}
+        except redis_lib.RedisError as err:
+            return _error(503, f"redis unavailable: {err}")
+        if district:
+            snapshots = {d: snap and {**snap, "values": {district: snap["values"].get(district)}}
+                         for d, snap in snapshots.items()}
+        return JSONResponse({"kpis": snapshots, "definitions": _definitions(names)})
+
+    @router.get("/kpis/history")
+    def kpi_history(name: str, from_: str | None = Query(default=None, alias="from"),
+                    to: str | None = Query(default=None), scope: str = Query(default="city")) -> JSONResponse:
+        """One KPI per minute over ``[from, to]`` (default: the last 24 hours) for one scope."""
+        from workers.snapshots import DOMAINS, read_history
+
+        domain = name.split(".", 1)[0]
+        if domain not in DOMAINS:
+            return _error(404, f"no KPI {name!r}", domains=sorted(DOMAINS))
+        now = datetime.now(UTC)
+        try:
+            end = check_time(to, "to") if to else now
+            start = check_time(from_, "from") if from_ else end - timedelta(hours=24)
+        except SchemaError as err:
+            return _error(400, str(err))
+        try:
+            rows = read_history(ctx.redis, domain, start, end)  # type: ignore[arg-type]
+        except redis_lib.RedisError as err:
+            return _error(503, f"redis unavailable: {err}")
+        points = [{"t": r["computed_at"], "value": (r["values"].get(scope) or {}).get(name)} for r in rows]
+        return JSONResponse({"name": name, "scope": scope, "points": points})
+
     @router.get("/feeds")
     def feeds() -> dict[str, Any]:
         """The registered feeds and their formats."""
@@ -115,6 +156,14 @@ def build_router(ctx: ApiContext) -> APIRouter:
             return _error(503, f"redis unavailable: {err}")
 
     return router
+
+
+def _definitions(domains: list[str]) -> list[dict[str, Any]]:
+    from workers.kpi import ambulance, appeals
+
+    table = {"ambulance": ambulance.KPIS, "appeals": appeals.KPIS}
+    return [{"key": k.key, "domain": k.domain, "unit": k.unit, "formula": k.formula, "target": k.target,
+             "good": k.good, "names": dict(k.names)} for d in domains for k in table.get(d, ())]
 
 
 def _authorised(token: str, header: str | None) -> bool:

@@ -256,13 +256,17 @@ def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
     from core import keys
     from core.redis_server import connect
     from feeds import REGISTRY
-    from workers.jobs import consume_feed
+    from workers.jobs import consume_feed, prune_latest_state, refresh_kpis
 
     _require_redis(settings)
     scheduler = CronScheduler(connection=connect(settings.redis_url), logging_level=settings.log_level.upper())
     for feed in REGISTRY:
         scheduler.register(consume_feed, keys.JOBS_QUEUE, args=(feed,), interval=max(1, int(settings.tick_s)),
                            job_timeout=120, result_ttl=60, ttl=60, name=f"consume-{feed}")
+    scheduler.register(refresh_kpis, keys.JOBS_QUEUE, interval=max(1, int(settings.tick_s)), job_timeout=120,
+                       result_ttl=60, ttl=60, name="refresh-kpis")
+    scheduler.register(prune_latest_state, keys.JOBS_QUEUE, interval=3600, job_timeout=600, result_ttl=600,
+                       name="prune-latest")
     scheduler.start()
     return 0
 

@@ -76,3 +76,8 @@ def rollup_key(feed: str) -> str:
 #: Hash of the live simulator's run: seed, start and the simulated time delivered so far, so a
 #: restarted simulator resumes its city instead of inventing a second one over the same hours.
 SIM_STATE = f"{PREFIX}:sim:state"
+
+
+def kpi_history_key(domain: str) -> str:
+    """Stream of per-minute KPI snapshots of ``domain`` (entry id = the minute), capped."""
+    return kpi_key(domain) + ":history"

@@ -117,6 +117,35 @@ def trim_rollup(redis: redis_lib.Redis, feed: str) -> None:
     redis.hdel(key, *[str(m) for m in minutes[:-ROLLUP_MINUTES_KEPT]])
 
 
+def refresh_kpis(redis_url: str | None = None) -> dict[str, int]:
+    """RQ entry point: recompute the KPI snapshots from the latest state (see :mod:`workers.snapshots`)."""
+    from datetime import UTC, datetime
+
+    from core.citypack import load_pack
+    from core.store import Store
+    from workers.snapshots import refresh
+
+    settings = Settings.from_env()
+    redis = connect(redis_url or settings.redis_url)
+    try:
+        return refresh(Store.from_settings(redis, settings), load_pack(settings.city_pack), datetime.now(UTC))
+    finally:
+        redis.close()
+
+
+def prune_latest_state(redis_url: str | None = None) -> dict[str, int]:
+    """RQ entry point: drop expired calls and closed appeals from the latest state."""
+    from datetime import UTC, datetime
+
+    from workers.retention import prune_latest
+
+    redis = connect(redis_url or Settings.from_env().redis_url)
+    try:
+        return prune_latest(redis, datetime.now(UTC))
+    finally:
+        redis.close()
+
+
 def decode_entry(fields: dict[Any, Any]) -> dict[str, Any]:
     """The record dict of one stream entry."""
     raw = fields.get(b"r", fields.get("r"))
