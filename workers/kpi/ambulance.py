@@ -26,11 +26,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from functools import partial
+from typing import Any
 
 from core.citypack import Norms
 from core.schemas import CANCELLED, call_status
-from workers.kpi.definitions import KpiDefinition
+from workers.kpi.definitions import KpiDefinition, define
 from workers.kpi.stats import percentile
 
 CATEGORIES = (1, 2, 3, 4)
@@ -63,9 +64,7 @@ UNIT_GROUPS: Mapping[str, frozenset[str]] = {
 _GROUP_OF = {status: group for group, statuses in UNIT_GROUPS.items() for status in statuses}
 
 
-def _kpi(name: str, unit: str, formula: str, target: float | None, good: Literal["up", "down"], en: str, ru: str,
-         kk: str) -> KpiDefinition:
-    return KpiDefinition(f"ambulance.{name}", "ambulance", unit, formula, target, good, {"en": en, "ru": ru, "kk": kk})
+_kpi = partial(define, "ambulance")
 
 
 def _definitions(arrival_min: Mapping[int, float]) -> tuple[KpiDefinition, ...]:

@@ -14,11 +14,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from types import MappingProxyType
-from typing import Literal
+from functools import partial
 
 from core.citypack import Norms
-from workers.kpi.definitions import KpiDefinition
+from workers.kpi.definitions import KpiDefinition, define
 from workers.kpi.stats import percentile
 
 CITY = "city"
@@ -30,10 +29,7 @@ TOP_CATEGORIES = 5
 UNKNOWN = "unknown"
 
 
-def _kpi(name: str, unit: str, formula: str, target: float | None, good: Literal["up", "down"], en: str, ru: str,
-         kk: str) -> KpiDefinition:
-    return KpiDefinition(key=f"appeals.{name}", domain="appeals", unit=unit, formula=formula, target=target,
-                         good=good, names=MappingProxyType({"en": en, "ru": ru, "kk": kk}))
+_kpi = partial(define, "appeals")
 
 
 KPIS: tuple[KpiDefinition, ...] = (

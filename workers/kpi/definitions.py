@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Literal
 
 
@@ -38,3 +39,10 @@ class KpiDefinition:
         if self.target is None or value is None:
             return None
         return value >= self.target if self.good == "up" else value <= self.target
+
+
+def define(domain: str, name: str, unit: str, formula: str, target: float | None, good: Literal["up", "down"],
+           en: str, ru: str, kk: str) -> KpiDefinition:
+    """A :class:`KpiDefinition` keyed ``<domain>.<name>`` (the short form the KPI tables use)."""
+    return KpiDefinition(key=f"{domain}.{name}", domain=domain, unit=unit, formula=formula, target=target,
+                         good=good, names=MappingProxyType({"en": en, "ru": ru, "kk": kk}))

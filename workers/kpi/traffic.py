@@ -21,10 +21,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from functools import partial
 from types import MappingProxyType
 from typing import Literal
 
-from workers.kpi.definitions import KpiDefinition
+from workers.kpi.definitions import KpiDefinition, define
 from workers.kpi.stats import percentile
 
 CITY = "city"
@@ -39,10 +40,7 @@ BANDS: tuple[tuple[str, float], ...] = (
 DayType = Literal["weekday", "saturday", "sunday"]
 
 
-def _kpi(name: str, unit: str, formula: str, target: float | None, good: Literal["up", "down"], en: str, ru: str,
-         kk: str) -> KpiDefinition:
-    return KpiDefinition(key=f"traffic.{name}", domain="traffic", unit=unit, formula=formula, target=target,
-                         good=good, names=MappingProxyType({"en": en, "ru": ru, "kk": kk}))
+_kpi = partial(define, "traffic")
 
 
 KPIS: tuple[KpiDefinition, ...] = (
