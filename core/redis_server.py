@@ -141,12 +141,7 @@ class EmbeddedRedis:
         proc, self.process = self.process, None
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)  # redis-server shuts down cleanly on SIGTERM
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                log.warning("redis-server %s did not stop in %.0f s; killing it", proc.pid, timeout_s)
-                proc.kill()
-                proc.wait()
+            wait_or_kill(proc, timeout_s, f"redis-server {proc.pid}")
         if self._lock is not None:
             self._lock.close()
             self._lock = None
@@ -157,6 +152,16 @@ class EmbeddedRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def wait_or_kill(proc: subprocess.Popen[bytes], timeout_s: float, name: str) -> None:
+    """Wait for ``proc`` to exit (it was asked to stop); kill it after ``timeout_s``."""
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        log.warning("%s did not stop in %.0f s; killing it", name, timeout_s)
+        proc.kill()
+        proc.wait()
 
 
 def connect(url: str, **kwargs: object) -> redis_lib.Redis:

@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from core.redis_server import EmbeddedRedis, _die_with_parent
+from core.redis_server import EmbeddedRedis, _die_with_parent, wait_or_kill
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -113,14 +113,8 @@ class Supervisor:
     @staticmethod
     def _wait(child: Child) -> None:
         proc, child.process = child.process, None
-        if proc is None:
-            return
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            log.warning("%s did not stop in %.0f s; killing it", child.name, STOP_TIMEOUT_S)
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            wait_or_kill(proc, STOP_TIMEOUT_S, child.name)
 
 
 def default_children(settings: Settings, *, source: str) -> list[Child]:

@@ -19,6 +19,7 @@ from simulator.effects import Effect, Effects
 from simulator.engine import TICK, Emission, SimContext
 from simulator.models.air import AirModel, station_traits
 from tests.conftest import shared_path
+from tests.simulator._helpers import step_model
 
 PACK = load_pack()
 ZONE = PACK.zone
@@ -34,17 +35,7 @@ def _model(seed: int = 1, start: datetime = WINTER, effects: list[Effect] | None
 
 
 def _run(model: AirModel, hours: float, dt: timedelta = timedelta(minutes=20)) -> list[Emission]:
-    """Step ``model`` for ``hours``, checking each emission lies in its step's interval, in order."""
-    out: list[Emission] = []
-    now = model.ctx.start
-    end = now + timedelta(hours=hours)
-    while now < end:
-        now += dt
-        batch = model.step(now, dt)
-        assert all(now - dt < e.at <= now for e in batch)
-        assert [e.at for e in batch] == sorted(e.at for e in batch)
-        out.extend(batch)
-    return out
+    return step_model(model, hours, dt)
 
 
 def _readings(emissions: list[Emission]) -> list[dict]:

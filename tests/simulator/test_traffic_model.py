@@ -17,6 +17,7 @@ from simulator.effects import Effect, Effects
 from simulator.engine import TICK, Emission, SimContext
 from simulator.models.traffic import TrafficModel, profile_level, speed_ratio
 from tests.conftest import shared_path
+from tests.simulator._helpers import step_model
 
 PACK = load_pack()
 ZONE = PACK.zone
@@ -30,17 +31,7 @@ def _model(seed: int = 1, start: datetime = MONDAY, effects: list[Effect] | None
 
 
 def _run(model: TrafficModel, hours: float, dt: timedelta = timedelta(minutes=5)) -> list[Emission]:
-    """Step ``model`` for ``hours`` of simulated time, checking each emission lies in its step's interval."""
-    out: list[Emission] = []
-    now = model.ctx.start
-    end = now + timedelta(hours=hours)
-    while now < end:
-        now += dt
-        batch = model.step(now, dt)
-        assert all(now - dt < e.at <= now for e in batch)
-        assert [e.at for e in batch] == sorted(e.at for e in batch)
-        out.extend(batch)
-    return out
+    return step_model(model, hours, dt)
 
 
 def _scores(emissions: list[Emission], provider: str) -> list[dict]:
