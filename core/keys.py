@@ -81,3 +81,38 @@ SIM_STATE = f"{PREFIX}:sim:state"
 def kpi_history_key(domain: str) -> str:
     """Stream of per-minute KPI snapshots of ``domain`` (entry id = the minute), capped."""
     return kpi_key(domain) + ":history"
+
+
+# --- analytics: events, incidents, detector state -----------------------------------------
+
+#: Stream of detector events (open / update / closed episodes), capped.
+EVENTS = f"{PREFIX}:events"
+#: Counter the incident ids are numbered from.
+INCIDENT_SEQ = f"{PREFIX}:incidents:seq"
+#: Sorted set id -> detection time (ms) of every incident kept (open and recently resolved).
+INCIDENTS_ALL = f"{PREFIX}:incidents:all"
+#: Sorted set id -> detection time (ms) of incidents not yet resolved (or merged).
+INCIDENTS_OPEN = f"{PREFIX}:incidents:open"
+#: Hash event id -> incident id, so later phases of an event reach the incident it joined.
+INCIDENT_BY_EVENT = f"{PREFIX}:incidents:by-event"
+#: Lock held by the analytics job that is consuming the feed streams.
+ANALYTICS_LOCK = f"{PREFIX}:analytics:lock"
+
+
+def incident_key(incident_id: str) -> str:
+    """JSON document of one incident (its situation, events, links, status and SLA)."""
+    if not incident_id or any(c in incident_id for c in ":{} "):
+        raise ValueError(f"invalid incident id {incident_id!r}")
+    return f"{PREFIX}:incident:{incident_id}"
+
+
+def incident_audit_key(incident_id: str) -> str:
+    """Stream of every change of one incident: who, when, what."""
+    return incident_key(incident_id) + ":audit"
+
+
+def detector_state_key(name: str) -> str:
+    """Pickled state of one detector (or of the analytics engine) between jobs."""
+    if not name or any(c in name for c in ":{} "):
+        raise ValueError(f"invalid detector name {name!r}")
+    return f"{PREFIX}:analytics:state:{name}"
