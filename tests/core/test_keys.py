@@ -24,6 +24,8 @@ SAMPLES: dict[str, list[object]] = {
     "kind": ["readings", "calls", "units", "segments", "requests"],
     "bucket": [0, 1, 2_958_720, 10**9],
     "domain": ["air", "traffic", "ambulance", "appeals", "city"],
+    "incident_id": ["INC-20261122-0001", "INC-1"],
+    "name": ["air_quality", "engine"],
 }
 
 
