@@ -22,9 +22,11 @@ from typing import Any, ClassVar, Literal
 
 from core.schemas import iso
 
-#: Severity levels, lowest first. An incident's severity is the highest of its events' (plus escalation).
-MINOR, MAJOR, CRITICAL = 1, 2, 3
-SEVERITY_NAMES = {MINOR: "minor", MAJOR: "major", CRITICAL: "critical"}
+#: Severity levels, lowest first. ADVISORY events are shown (a station's AQI is unhealthy, a district
+#: is busier than usual) but open no incident; WARNING and CRITICAL events open or join one (an
+#: operator must act; CRITICAL has the short SLA). An incident's severity is its events' highest.
+ADVISORY, WARNING, CRITICAL = 1, 2, 3
+SEVERITY_NAMES = {ADVISORY: "advisory", WARNING: "warning", CRITICAL: "critical"}
 
 Phase = Literal["open", "update", "closed"]
 
@@ -46,7 +48,7 @@ class Event:
         onset: when the condition began (start of the evidence window), UTC.
         detected_at: when the detector first raised it (``now`` at opening), UTC.
         at: the moment of this emission (``now``), UTC.
-        severity: :data:`MINOR`, :data:`MAJOR` or :data:`CRITICAL`.
+        severity: :data:`ADVISORY`, :data:`WARNING` or :data:`CRITICAL`.
         district: district id of the place, if known.
         lat, lon: the place (a station, a segment's middle, a cluster's centre), if any.
         radius_m: the reach of the place (a cluster's radius), if any.
@@ -119,7 +121,7 @@ class Episodes:
         self._last_update: dict[str, datetime] = {}
 
     def report(self, key: str, active: bool, now: datetime, *, onset: datetime | None = None,
-               severity: int = MINOR, district: str | None = None, lat: float | None = None,
+               severity: int = WARNING, district: str | None = None, lat: float | None = None,
                lon: float | None = None, radius_m: float | None = None,
                evidence: Mapping[str, Any] | None = None) -> Event | None:
         """Record the condition of ``key`` at ``now``; return the event to emit, if any."""
