@@ -95,8 +95,12 @@ INCIDENTS_ALL = f"{PREFIX}:incidents:all"
 INCIDENTS_OPEN = f"{PREFIX}:incidents:open"
 #: Hash event id -> incident id, so later phases of an event reach the incident it joined.
 INCIDENT_BY_EVENT = f"{PREFIX}:incidents:by-event"
+#: Hash event id -> event JSON of every event not yet closed (advisories included): what screens show.
+EVENTS_ACTIVE = f"{PREFIX}:events:active"
 #: Lock held by the analytics job that is consuming the feed streams.
 ANALYTICS_LOCK = f"{PREFIX}:analytics:lock"
+#: Hash of the analytics loop's progress per feed: last entry id, when processed, totals.
+ANALYTICS_STATUS = f"{PREFIX}:analytics:status"
 
 
 def incident_key(incident_id: str) -> str:
