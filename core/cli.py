@@ -242,8 +242,10 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
     from core import keys
     from core.redis_server import connect
+    from workers.jobs import preload
 
     _require_redis(settings)
+    preload(settings)  # forked jobs inherit the loaded pack and detector modules
     redis = connect(settings.redis_url)
     worker = Worker([Queue(keys.JOBS_QUEUE, connection=redis)], connection=redis)
     worker.work(logging_level=settings.log_level.upper())
@@ -255,16 +257,15 @@ def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
 
     from core import keys
     from core.redis_server import connect
-    from feeds import REGISTRY
-    from workers.jobs import consume_feed, prune_latest_state, refresh_kpis
+    from workers.jobs import prune_latest_state, run_analytics
 
     _require_redis(settings)
     scheduler = CronScheduler(connection=connect(settings.redis_url), logging_level=settings.log_level.upper())
-    for feed in REGISTRY:
-        scheduler.register(consume_feed, keys.JOBS_QUEUE, args=(feed,), interval=max(1, int(settings.tick_s)),
-                           job_timeout=120, result_ttl=60, ttl=60, name=f"consume-{feed}")
-    scheduler.register(refresh_kpis, keys.JOBS_QUEUE, interval=max(1, int(settings.tick_s)), job_timeout=120,
-                       result_ttl=60, ttl=60, name="refresh-kpis")
+    tick = max(1, int(settings.tick_s))
+    # each job consumes for 0.9 tick; a job finding the lock taken returns at once, and ttl drops
+    # jobs left queued too long (a worker that was down), so the queue never grows
+    scheduler.register(run_analytics, keys.JOBS_QUEUE, interval=tick, job_timeout=max(120, 10 * tick),
+                       result_ttl=60, ttl=max(10, 3 * tick), name="analytics")
     scheduler.register(prune_latest_state, keys.JOBS_QUEUE, interval=3600, job_timeout=600, result_ttl=600,
                        name="prune-latest")
     scheduler.start()

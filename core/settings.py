@@ -45,6 +45,8 @@ class Settings:
     """Operations web app (wall, consoles, ingest and health API)."""
     public_port: int = 8051
     """Public read-only indicator app."""
+    operator_token: str = ""
+    """Bearer token of ``POST /api/v1/incidents/<id>/actions``. Empty: incident actions are disabled (403)."""
 
     # --- Ingest --------------------------------------------------------------------------
     ingest_token: str = ""
@@ -87,7 +89,11 @@ class Settings:
     workers: int = 1
     """RQ worker processes started by ``sitcen run``."""
     tick_s: float = 2.0
-    """How often the scheduler enqueues the micro-batch jobs."""
+    """How often the scheduler enqueues the analytics job (each consumes the streams for about a tick)."""
+    kpi_every_s: float = 1.0
+    """Shortest interval between two KPI snapshot refreshes while data keeps arriving."""
+    rules_file: Path = Path("")
+    """JSON file of detector parameter overrides (``docs/analytics.md``); empty: the defaults."""
 
     # --- City ----------------------------------------------------------------------------
     city_pack: Path = Path("")

@@ -25,6 +25,7 @@ episode's onset), so incidents fold them in again instead of doubling them.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import pickle
@@ -244,7 +245,12 @@ class Consumer:
 
     def _replay(self, stream: str, feed: str, ids: list[Any], stats: LoopStats) -> None:
         pending = self.redis.xpending_range(stream, keys.WORKERS_GROUP, min=ids[0], max=ids[-1], count=len(ids))
-        deliveries = {_s(p["message_id"]): p["times_delivered"] for p in pending}
+        # a JUSTID claim does not count as a delivery; count it ourselves so a poison entry shows
+        deliveries = {_s(p["message_id"]): p["times_delivered"] + 1 for p in pending}
+        pipe = self.redis.pipeline(transaction=False)
+        for entry_id, times in deliveries.items():
+            pipe.xclaim(stream, keys.WORKERS_GROUP, self.name, 0, [entry_id], retrycount=times, justid=True)
+        pipe.execute()
         pipe = self.redis.pipeline(transaction=False)
         for entry_id in ids:
             pipe.xrange(stream, min=entry_id, max=entry_id, count=1)
@@ -277,7 +283,7 @@ class Consumer:
         raw = self.redis.get(keys.detector_state_key("engine"))
         if raw:
             try:
-                saved = pickle.loads(raw)  # noqa: S301 - our own state, in our own Redis
+                saved = load_state(raw, self.pack)
                 if (isinstance(saved, dict) and saved.get("version") == STATE_VERSION
                         and saved.get("overrides") == self.overrides):
                     return saved["engine"]
@@ -290,9 +296,40 @@ class Consumer:
         if self.engine is None:
             return
         self._last_save = self.clock()
-        blob = pickle.dumps({"version": STATE_VERSION, "overrides": self.overrides, "engine": self.engine},
-                            protocol=pickle.HIGHEST_PROTOCOL)
+        blob = dump_state({"version": STATE_VERSION, "overrides": self.overrides, "engine": self.engine}, self.pack)
         self.redis.set(keys.detector_state_key("engine"), blob)
+
+
+class _Pickler(pickle.Pickler):
+    def __init__(self, buffer: io.BytesIO, pack: Any) -> None:
+        super().__init__(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+        self.pack = pack
+
+    def persistent_id(self, obj: Any) -> str | None:  # noqa: D102
+        return "pack" if obj is self.pack else None
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, buffer: io.BytesIO, pack: Any) -> None:
+        super().__init__(buffer)
+        self.pack = pack
+
+    def persistent_load(self, pid: Any) -> Any:  # noqa: D102
+        if pid == "pack":
+            return self.pack
+        raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+
+
+def dump_state(state: Any, pack: Any) -> bytes:
+    """Pickle detector state; the city pack is left out (referenced), it is the worker's own."""
+    buffer = io.BytesIO()
+    _Pickler(buffer, pack).dump(state)
+    return buffer.getvalue()
+
+
+def load_state(blob: bytes, pack: Any) -> Any:
+    """Inverse of :func:`dump_state`, with the worker's current pack put back."""
+    return _Unpickler(io.BytesIO(blob), pack).load()  # our own state, in our own Redis
 
 
 def ensure_group(redis: redis_lib.Redis, stream: str) -> None:
