@@ -1,4 +1,4 @@
-"""HTTP API of the operations app: ingest, health, feeds and dead letters.
+"""HTTP API of the operations app: ingest, health, feeds, dead letters, KPIs and incidents.
 
 A thin shell: it reads the request, calls the adapter's pure parser and the :class:`Sink`,
 and maps outcomes to status codes. Mounted on the operations web app's FastAPI server (or
@@ -8,6 +8,7 @@ served alone by ``sitcen api``). Documented with examples in ``docs/api.md``.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -155,7 +156,89 @@ def build_router(ctx: ApiContext) -> APIRouter:
         except redis_lib.RedisError as err:
             return _error(503, f"redis unavailable: {err}")
 
+    _incident_routes(router, ctx)
     return router
+
+
+#: Largest body of an incident action (a note is at most 2,000 characters).
+ACTION_MAX_BYTES = 64 * 1024
+_ACTION_FIELDS = frozenset({"action", "actor", "agency", "text", "source", "events", "type"})
+
+
+def _incident_routes(router: APIRouter, ctx: ApiContext) -> None:
+    """``/incidents``: list and read (open to every caller), act (only with ``SC_OPERATOR_TOKEN``)."""
+    from workers.incidents import ACTIONS, STATUSES, IncidentError, IncidentStore
+
+    incidents = IncidentStore(ctx.redis, ctx.pack.zone)
+
+    @router.get("/incidents")
+    def list_incidents(status: str | None = Query(default=None),
+                       limit: int = Query(default=100, ge=1, le=1000)) -> JSONResponse:
+        """Incidents, newest first, with their SLA state (default: every unresolved one)."""
+        try:
+            docs = incidents.list(status, now=datetime.now(UTC), limit=limit)
+        except IncidentError as err:
+            return _error(err.code, str(err), statuses=["unresolved", "all", *STATUSES])
+        except redis_lib.RedisError as err:
+            return _error(503, f"redis unavailable: {err}")
+        return JSONResponse({"status": status or "unresolved", "count": len(docs), "incidents": docs})
+
+    @router.get("/incidents/{incident_id}")
+    def get_incident(incident_id: str) -> JSONResponse:
+        """One incident: its document, events, links, SLA state and audit log."""
+        try:
+            doc = incidents.get(incident_id, datetime.now(UTC))
+            if doc is None:
+                return _error(404, f"no incident {incident_id!r}")
+            return JSONResponse({**doc, "audit": incidents.audit(incident_id)})
+        except redis_lib.RedisError as err:
+            return _error(503, f"redis unavailable: {err}")
+
+    @router.post("/incidents/{incident_id}/actions")
+    async def incident_action(incident_id: str, request: Request) -> JSONResponse:
+        """Acknowledge, assign, escalate, resolve, note, reopen, merge or split an incident."""
+        token = ctx.settings.operator_token
+        if not token:
+            return _error(403, "incident actions are disabled: set SC_OPERATOR_TOKEN to a secret and send it "
+                               "as 'Authorization: Bearer <token>'")
+        if not _authorised(token, request.headers.get("authorization")):
+            return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
+        raw = await _read_capped(request, ACTION_MAX_BYTES)
+        if raw is None:
+            return _error(413, f"body larger than {ACTION_MAX_BYTES} bytes")
+        body = _action_body(raw, ACTIONS)
+        if isinstance(body, JSONResponse):
+            return body
+
+        def act() -> JSONResponse:
+            args = {k: body.get(k) for k in ("agency", "text", "source", "events", "type")}
+            try:
+                doc = incidents.act(incident_id, body["action"], body.get("actor"), datetime.now(UTC), **args)
+            except IncidentError as err:
+                return _error(err.code, str(err))
+            except redis_lib.RedisError as err:
+                return _error(503, f"redis unavailable, nothing changed: {err}")
+            return JSONResponse(doc)
+
+        return await run_in_threadpool(act)
+
+
+def _action_body(raw: bytes, actions: tuple[str, ...]) -> dict[str, Any] | JSONResponse:
+    """The JSON object of an incident action, or the 400/422 answer saying what is wrong with it."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        return _error(400, f"body is not JSON: {err}")
+    if not isinstance(body, dict):
+        return _error(400, "body must be a JSON object like {\"action\": \"acknowledge\", \"actor\": \"...\"}")
+    if body.get("action") not in actions:
+        return _error(400, f"unknown action {body.get('action')!r}; one of {', '.join(actions)}",
+                      actions=list(actions))
+    unknown = sorted(set(body) - _ACTION_FIELDS)
+    if unknown:
+        return _error(422, f"unknown field(s) {unknown}; known: {', '.join(sorted(_ACTION_FIELDS))}")
+    return body
 
 
 def _definitions(domains: list[str]) -> list[dict[str, Any]]:

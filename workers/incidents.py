@@ -66,7 +66,7 @@ class IncidentError(SituationCenterError):
         self.code = code
 
 
-class _Redirect(Exception):  # noqa: N818 - control flow, never escapes this module
+class _Redirect(Exception):
     """The incident was merged: the write goes to ``target``."""
 
     def __init__(self, target: str) -> None:
@@ -150,7 +150,7 @@ class IncidentStore:
         return self._with_sla(doc, now)
 
     def add_events(self, incident_id: str, events: Iterable[Event | Mapping[str, Any]], links: Iterable[Any] = (),
-                   now: datetime | None = None, *, type: str | None = None) -> dict[str, Any]:  # noqa: A002
+                   now: datetime | None = None, *, type: str | None = None) -> dict[str, Any]:
         """Fold new events (or new phases of its events) and links into an incident.
 
         An event's phases fold into one entry by event id (the latest emission wins; a closed phase is
@@ -208,7 +208,7 @@ class IncidentStore:
 
     def act(self, incident_id: str, action: str, actor: str, now: datetime | None = None, *,
             agency: str | None = None, text: str | None = None, source: str | None = None,
-            events: Sequence[str] | None = None, type: str | None = None) -> dict[str, Any]:  # noqa: A002
+            events: Sequence[str] | None = None, type: str | None = None) -> dict[str, Any]:
         """Apply an operator's action and return the updated document.
 
         Actions and their arguments: ``acknowledge``; ``assign`` (``agency`` required, ``text`` optional);
@@ -288,7 +288,7 @@ class IncidentStore:
         return self._with_sla(self._transact([target_id, source_id], now, change)[0], now)
 
     def split(self, incident_id: str, event_ids: Sequence[str], actor: str, now: datetime | None = None, *,
-              type: str | None = None) -> dict[str, Any]:  # noqa: A002
+              type: str | None = None) -> dict[str, Any]:
         """Move ``event_ids`` out of an incident into a new one and return the new document.
 
         The new incident has the same type (unless ``type`` is given), the same detection time (its
@@ -347,8 +347,9 @@ class IncidentStore:
 
     def get(self, incident_id: str, now: datetime | None = None) -> dict[str, Any] | None:
         """The document with its SLA state at ``now``, or ``None`` if there is no such incident."""
+        now = _aware(now)
         doc = self._load(self.redis, incident_id)
-        return None if doc is None else self._with_sla(doc, _aware(now))
+        return None if doc is None else self._with_sla(doc, now)
 
     def audit(self, incident_id: str) -> builtins.list[dict[str, Any]]:
         """Every change of an incident, oldest first: ``{id, at, actor, action, detail}``."""
@@ -432,7 +433,8 @@ class IncidentStore:
             pipe.delete(key, keys.incident_audit_key(incident_id))
             pipe.zrem(keys.INCIDENTS_ALL, incident_id)
             pipe.zrem(keys.INCIDENTS_OPEN, incident_id)
-            mine = [e for e, owner in zip(events, owners, strict=True) if owner is not None and _s(owner) == incident_id]
+            mine = [e for e, owner in zip(events, owners, strict=True)
+                    if owner is not None and _s(owner) == incident_id]
             if mine:
                 pipe.hdel(keys.INCIDENT_BY_EVENT, *mine)
             return True
@@ -518,7 +520,7 @@ class IncidentStore:
         list: nothing to write). On a concurrent write it runs again on the fresh documents.
         """
         for incident_id in ids:
-            if self._load(self.redis, incident_id) is None:
+            if self._load(self.redis, incident_id) is None:  # also refuses ids that cannot be keys
                 raise IncidentError(f"no incident {incident_id!r}", code=404)
         watched = [keys.incident_key(i) for i in ids]
 
@@ -703,8 +705,9 @@ def _events(events: Iterable[Event | Mapping[str, Any]]) -> builtins.list[dict[s
     for event in events:
         try:
             parsed = event if isinstance(event, Event) else Event.from_json(event)
-        except (TypeError, ValueError, KeyError) as err:
-            raise IncidentError(f"invalid event {dict(event).get('id')!r}: {err}") from err
+        except (TypeError, ValueError, KeyError, AttributeError) as err:
+            event_id = event.get("id") if isinstance(event, Mapping) else None
+            raise IncidentError(f"invalid event {event_id!r}: {err}") from err
         if parsed.severity not in SEVERITY_NAMES or parsed.phase not in ("open", "update", "closed"):
             raise IncidentError(f"invalid event {parsed.id!r}: severity {parsed.severity!r}, phase {parsed.phase!r}")
         if parsed.onset.tzinfo is None or parsed.at.tzinfo is None:
