@@ -55,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--scenario", action="append", help="plant only these scenarios (repeatable)")
     sim.add_argument("--no-scenarios", action="store_true", help="a normal day, nothing planted")
     sim.add_argument("--truth", type=Path, help="ground-truth file (default <SC_DATA_DIR>/truth/...)")
+    bt = sub.add_parser("backtest", help="run one detector over a recorded file; writes timestamp,alert")
+    bt.add_argument("file", type=Path, help="timestamp,value CSV (seasonal) or JSON lines of feed records")
+    bt.add_argument("--detector", required=True, help="seasonal, or a registered detector name")
+    bt.add_argument("--out", type=Path, help="output CSV (default: standard output)")
     rep = sub.add_parser("replay", help="replay a recorded file through a feed adapter")
     rep.add_argument("file", type=Path)
     rep.add_argument("--feed", required=True)
@@ -331,7 +335,28 @@ def cmd_feeds(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backtest(settings: Settings, args: argparse.Namespace) -> int:
+    from core.citypack import load_pack
+    from workers import backtest
+    from workers.analytics import load_rules_config
+
+    rules = load_rules_config(settings.rules_file)
+    pack = None if args.detector in backtest.SERIES_DETECTORS else load_pack(settings.city_pack)
+    try:
+        if args.out:
+            with args.out.open("w", encoding="utf-8", newline="") as out:
+                summary = backtest.run(args.file, args.detector, out, pack=pack, overrides=rules.get(args.detector))
+        else:
+            summary = backtest.run(args.file, args.detector, sys.stdout, pack=pack, overrides=rules.get(args.detector))
+    except (OSError, ValueError) as err:
+        print(f"sitcen backtest: {err}", file=sys.stderr)
+        return 2
+    print(f"{summary['rows']} rows, {summary['alerts']} alerts", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {
+    "backtest": cmd_backtest,
     "run": cmd_run, "feed": cmd_feed, "demo": cmd_demo, "simulate": cmd_simulate, "replay": cmd_replay,
     "worker": cmd_worker,
     "scheduler": cmd_scheduler, "web": cmd_web, "public": cmd_public, "api": cmd_api, "redis": cmd_redis,
