@@ -83,6 +83,12 @@ def kpi_history_key(domain: str) -> str:
     return kpi_key(domain) + ":history"
 
 
+def kpi_baseline_key(domain: str) -> str:
+    """Hash of the cached baseline the KPIs of ``domain`` compare against (traffic: the score history
+    read from its stream and the per-slot cells built from it), rebuilt at most hourly."""
+    return kpi_key(domain) + ":baseline"
+
+
 # --- analytics: events, incidents, detector state -----------------------------------------
 
 #: Stream of detector events (open / update / closed episodes), capped.
@@ -97,6 +103,10 @@ INCIDENTS_OPEN = f"{PREFIX}:incidents:open"
 INCIDENT_BY_EVENT = f"{PREFIX}:incidents:by-event"
 #: Hash event id -> event JSON of every event not yet closed (advisories included): what screens show.
 EVENTS_ACTIVE = f"{PREFIX}:events:active"
+#: Hash topic -> version (a counter or ms) of what screens show: ``kpi:<domain>``, ``incidents``,
+#: ``events``. Writers bump it in the same round trip as the data, so a web process follows every
+#: topic with one small ``HGETALL`` and fetches a document only when its version moved.
+VERSIONS = f"{PREFIX}:versions"
 #: Lock held by the analytics job that is consuming the feed streams.
 ANALYTICS_LOCK = f"{PREFIX}:analytics:lock"
 #: Hash of the analytics loop's progress per feed: last entry id, when processed, totals.

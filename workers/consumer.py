@@ -222,6 +222,7 @@ class Consumer:
                 pipe.hdel(keys.EVENTS_ACTIVE, event.id)
             else:
                 pipe.hset(keys.EVENTS_ACTIVE, event.id, doc)
+        pipe.hincrby(keys.VERSIONS, "events", 1)
         pipe.execute()
         apply(events, self.book, now)
         return len(events)

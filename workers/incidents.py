@@ -551,6 +551,7 @@ class IncidentStore:
             pipe.zrem(keys.INCIDENTS_OPEN, incident_id)
         if doc["events"]:
             pipe.hset(keys.INCIDENT_BY_EVENT, mapping=dict.fromkeys(doc["events"], incident_id))
+        pipe.hincrby(keys.VERSIONS, "incidents", 1)
         for actor, action, detail in entries:
             pipe.xadd(keys.incident_audit_key(incident_id),
                       {"at": iso(now), "actor": actor, "action": action, "detail": orjson.dumps(detail)},
