@@ -22,6 +22,7 @@ REGISTRY: tuple[str, ...] = (
     "workers.rules.hotspots:CallCluster",
     "workers.rules.hotspots:ComplaintSurge",
     "workers.rules.traffic:SegmentDrop",
+    "workers.rules.series:SeriesAnomaly",
 )
 
 
