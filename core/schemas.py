@@ -681,6 +681,9 @@ def record_from_dict(feed: str, data: Mapping[str, Any]) -> Record:
     for key, value in data.items():
         if key not in names:
             continue
+        if value is None:  # a cleared field (``clearable``) travels as an explicit null
+            kwargs[key] = None
+            continue
         if key in _TIME_FIELDS:
             value = check_time(value, key)
         elif key == "times":

@@ -506,3 +506,15 @@ def test_nyc311_right_columns_arbitrary_cells(rows: list[dict[str, str]]) -> Non
     assert_well_formed(parsed, non_blank)
     for rejected in parsed.rejected:
         assert rejected.code != "invalid", rejected.error
+
+
+def test_stream_dicts_round_trip_including_a_cleared_closed_at():
+    """An open appeal's stream dict carries ``closed_at: null`` (it may clear a reopened appeal's
+    time); reading the dict back gives the same record."""
+    from core.schemas import record_from_dict
+
+    appeal = Appeal(request_id="A-1", status=AppealStatus.OPEN, requested_at=utc("2025-01-14T02:00:00"),
+                    updated_at=utc("2025-01-14T03:00:00"), category="roads", channel=Channel.WEB)
+    data = appeal.to_dict()
+    assert data["closed_at"] is None
+    assert record_from_dict("appeals", data) == appeal
