@@ -52,9 +52,12 @@ class Hub:
 
     def __init__(self, redis: redis_lib.Redis, *, loaders: dict[str, Callable[[redis_lib.Redis], Any]] | None = None,
                  health: Callable[[], Any] | None = None, interval: float = 0.1, health_every: float = 2.0,
+                 periodic: dict[str, tuple[Callable[[redis_lib.Redis], Any], float]] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.redis = redis
         self.loaders = loaders if loaders is not None else default_loaders()
+        self.periodic = periodic if periodic is not None else ({} if loaders is not None else default_periodic())
+        self._last_periodic: dict[str, float] = {}
         self.health = health
         self.interval = interval
         self.health_every = health_every
@@ -136,6 +139,10 @@ class Hub:
                 version = versions.get(topic, 0)
                 if topic not in current or version != current[topic]:
                     loaded[topic] = Topic(version=version, doc=loader(self.redis), loaded_at=now)
+            for topic, (loader, every) in self.periodic.items():
+                if now - self._last_periodic.get(topic, -1e18) >= every:
+                    self._last_periodic[topic] = now
+                    loaded[topic] = Topic(version=int(now * 1000), doc=loader(self.redis), loaded_at=now)
             if self.health is not None and now - self._last_health >= self.health_every:
                 self._last_health = now
                 loaded["health"] = Topic(version=int(now * 1000), doc=self.health(), loaded_at=now)
@@ -167,6 +174,28 @@ def default_loaders() -> dict[str, Callable[[redis_lib.Redis], Any]]:
         f"kpi:{domain}": (lambda r, d=domain: _json(r.get(keys.kpi_key(d)))) for domain in KPI_DOMAINS}
     out["incidents"] = _incidents
     out["events"] = _events
+    return out
+
+
+def default_periodic() -> dict[str, tuple[Callable[[redis_lib.Redis], Any], float]]:
+    """Topics reloaded on a clock (their writers do not bump a version): ambulance positions every
+    2 s, open appeals (for the map's clusters) every 30 s."""
+    return {"units": (_units, 2.0), "appeals_open": (_open_appeals, 30.0)}
+
+
+def _units(redis: redis_lib.Redis) -> list[dict[str, Any]]:
+    return [orjson.loads(raw) for raw in redis.hvals(keys.latest_key("ambulance", "units"))]
+
+
+def _open_appeals(redis: redis_lib.Redis) -> list[dict[str, Any]]:
+    """Open appeals with a place: id, category, district, channel, lat, lon, requested_at (no text:
+    screens never need a citizen's words to draw a cluster)."""
+    out = []
+    for raw in redis.hvals(keys.latest_key("appeals", "requests")):
+        a = orjson.loads(raw)
+        if a.get("status") == "open" and a.get("lat") is not None:
+            out.append({k: a.get(k) for k in ("request_id", "category", "district", "channel", "lat", "lon",
+                                               "requested_at", "expected_at")})
     return out
 
 
