@@ -39,7 +39,7 @@ def test_refresh_writes_versioned_snapshots_and_one_history_entry_per_minute(sto
     store.append("appeals", [_appeal("a1", NOW - timedelta(hours=5), NOW - timedelta(hours=1)),
                              _appeal("a2", NOW - timedelta(minutes=30))])
     versions = refresh(store, PACK, NOW)
-    assert versions == {"ambulance": int(NOW.timestamp() * 1000), "appeals": int(NOW.timestamp() * 1000)}
+    assert versions == dict.fromkeys(("air", "ambulance", "appeals", "traffic"), int(NOW.timestamp() * 1000))
     amb = read_snapshot(redis, "ambulance")
     assert amb["computed_at"].startswith("2026-11-22T09:00")
     city = amb["values"]["city"]
@@ -83,7 +83,8 @@ def test_kpi_api_serves_snapshots_definitions_and_history(store, redis, settings
     app = FastAPI()
     app.include_router(build_router(ApiContext.create(settings, redis)))
     client = TestClient(app)
-    assert client.get("/api/v1/kpis").json()["kpis"] == {"ambulance": None, "appeals": None}
+    assert client.get("/api/v1/kpis").json()["kpis"] == {"air": None, "ambulance": None, "appeals": None,
+                                                         "traffic": None}
     store.append("ambulance", [_call("c1", NOW - timedelta(hours=1), 9)])
     refresh(store, PACK, NOW)
     refresh(store, PACK, NOW + timedelta(minutes=1))

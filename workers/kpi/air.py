@@ -1,4 +1,5 @@
-"""Air-quality indices: the US EPA AQI (2024 table), the NowCast, and the Kazakh limits (ПДК).
+"""Air-quality indices: the US EPA AQI (2024 table), the NowCast, and the Kazakh limits (ПДК);
+the air KPI table (:data:`KPIS`) and the snapshot computation over recent readings (:func:`compute`).
 
 Pure functions: numbers in, numbers out; no I/O, no clock. Concentrations are in the canonical
 units of :mod:`core.units` (PM2.5/PM10 µg/m³, O3 and CO ppm, SO2 and NO2 ppb). The rules and
@@ -14,14 +15,18 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Context, Decimal, localcontext
 from enum import IntEnum, StrEnum
 from fractions import Fraction
+from functools import partial
 from types import MappingProxyType
 from typing import Literal
 
-from core.citypack import AirLimit
+from core.citypack import AirLimit, CityPack
+from core.schemas import iso
 from core.units import Pollutant, to_canonical
+from workers.kpi.definitions import KpiDefinition, define
 
 Number = float | int | Decimal
 
@@ -507,3 +512,312 @@ def pollution_level(si: float, np_percent: float, *,
     """The pollution level from СИ and НП: where they disagree, the higher of the two."""
     reached = [b.level for b in bounds if si > b.si_above or np_percent > b.np_above]
     return max(reached, default=PollutionLevel.LOW)
+
+
+# ---------------------------------------------------------------------------------------
+# the KPI table and the snapshot computation
+
+
+_kpi = partial(define, "air")
+
+KPIS: tuple[KpiDefinition, ...] = (
+    _kpi("aqi", "AQI", "highest station AQI in the scope (EPA 2024 table): per station the largest sub-index of "
+         "NowCast PM2.5 and PM10 (12 h), 8-h CO and O3, 1-h NO2, SO2 and O3 (24-h SO2 above 304 ppb)", 100.0,
+         "down", "Air quality index", "Индекс качества воздуха", "Ауа сапасының индексі"),
+    _kpi("aqi_category", "category", "EPA category of air.aqi: good, moderate, usg, unhealthy, very_unhealthy, "
+         "hazardous", None, "down", "AQI category", "Категория AQI", "AQI санаты"),
+    _kpi("aqi_dominant", "pollutant", "pollutant giving air.aqi at the worst station", None, "down",
+         "Dominant pollutant", "Определяющая примесь", "Басым қоспа"),
+    _kpi("aqi_station", "station", "station giving air.aqi (the worst one)", None, "down",
+         "Worst station", "Худший пост", "Ең нашар бекет"),
+    _kpi("si", "×ПДК", "СИ: largest single reading / ПДКм.р. over the scope's posts and pollutants, last 24 h",
+         1.0, "down", "Standard index (SI)", "Стандартный индекс (СИ)", "Стандартты индекс (СИ)"),
+    _kpi("si_by_pollutant", "×ПДК", "per pollutant: largest single reading / ПДКм.р., last 24 h "
+         "(the single-limit exceedance multiple; above 1 exceeds)", None, "down",
+         "Single-limit multiple by pollutant", "Кратность ПДКм.р. по примесям", "Қоспалар бойынша ШЖК м.б. еселігі"),
+    _kpi("np", "%", "НП: largest share of one post's single readings above ПДКм.р., over posts and pollutants, "
+         "last 24 h", 0.0, "down", "Highest repeatability (NP)", "Наибольшая повторяемость (НП)",
+         "Ең жоғары қайталанушылық (НП)"),
+    _kpi("np_by_pollutant", "%", "per pollutant: largest share of one post's single readings above ПДКм.р.",
+         None, "down", "Highest repeatability by pollutant", "НП по примесям", "Қоспалар бойынша НП"),
+    _kpi("pollution_level", "level", "RD 52.04.667-2005 level from СИ and НП (the higher of the two): "
+         "1 low, 2 elevated, 3 high, 4 very high", 1.0, "down", "Pollution level", "Уровень загрязнения",
+         "Ластану деңгейі"),
+    _kpi("daily_multiple", "×ПДК", "largest 24-h mean / ПДКс.с. over posts and pollutants; a post's 24-h mean "
+         "needs ≥ 18 of the last 24 hourly means", 1.0, "down", "Daily-limit multiple",
+         "Кратность ПДКс.с.", "ШЖК о.т. еселігі"),
+    _kpi("daily_multiple_by_pollutant", "×ПДК", "per pollutant: largest post 24-h mean / ПДКс.с.", None, "down",
+         "Daily-limit multiple by pollutant", "Кратность ПДКс.с. по примесям", "Қоспалар бойынша ШЖК о.т. еселігі"),
+    _kpi("exceedances", "count", "single readings above ПДКм.р. in the last 24 h, all posts and pollutants", 0.0,
+         "down", "Limit exceedances", "Превышения ПДК", "ШЖК асып кетулері"),
+    _kpi("exceedances_by_pollutant", "count", "per pollutant: single readings above ПДКм.р. in the last 24 h",
+         None, "down", "Exceedances by pollutant", "Превышения ПДК по примесям", "Қоспалар бойынша асып кетулер"),
+    _kpi("stations_reporting", "count", "stations with a reading in the last 2 h", None, "up",
+         "Stations reporting", "Посты на связи", "Байланыстағы бекеттер"),
+    _kpi("stations_offline", "count", "known or recently seen stations without a reading for more than 2 h", 0.0,
+         "down", "Stations offline", "Посты без данных", "Деректерсіз бекеттер"),
+    _kpi("stations_stuck", "count", "stations whose latest 4 readings of a pollutant are the same value", 0.0,
+         "down", "Stations stuck", "Посты с залипшими значениями", "Мәні қатып қалған бекеттер"),
+    _kpi("stations_by_category", "count", "stations per AQI category", None, "down",
+         "Stations by AQI category", "Посты по категориям AQI", "AQI санаттары бойынша бекеттер"),
+)
+
+CITY = "city"
+#: The per-station details in every scope (not a KPI row: the wall map reads it).
+STATIONS = "air.stations"
+#: Readings older than this before ``now`` are not read (the ПДКс.с. needs 24 h).
+WINDOW = timedelta(hours=24)
+#: A station without any reading for longer than this is offline.
+OFFLINE_AFTER = timedelta(hours=2)
+#: A series whose latest this many readings are equal is stuck.
+STUCK_REPEATS = 4
+#: Readings averaged over longer than this are not hourly data and are left out (but mark the station seen).
+MAX_AVERAGING_S = 3600
+#: 8-h means (CO, O3) need this many of their 8 hourly means (EPA's 75 % completeness).
+EIGHT_HOUR_MIN = 6
+#: 1-h sub-indices use the newest of this many latest complete hours (one late report is tolerated).
+ONE_HOUR_LOOKBACK = 2
+
+_HOUR_S = 3600
+_POLLUTANTS: Mapping[str, Pollutant] = MappingProxyType({p.value: p for p in Pollutant})  # StrEnum: p == p.value
+
+
+@dataclass(slots=True)
+class StationAir:
+    """What :func:`compute` works out for one station (``details()`` is its snapshot form)."""
+
+    station_id: str
+    name: str | None
+    names: Mapping[str, str] | None
+    lat: float | None
+    lon: float | None
+    district: str | None
+    last_seen: datetime | None
+    offline: bool
+    stuck: tuple[str, ...]
+    result: AqiResult | None
+    nowcasts: dict[Pollutant, float]
+    singles: dict[Pollutant, list[float]]
+    daily_means: dict[Pollutant, float]
+
+    def details(self, limits: Mapping[Pollutant, AirLimit]) -> dict[str, object]:
+        """The station in the snapshot (``air.stations``)."""
+        return {
+            "station_id": self.station_id, "name": self.name, "names": self.names, "lat": self.lat, "lon": self.lon,
+            "district": self.district,
+            "aqi": None if self.result is None else self.result.aqi,
+            "category": None if self.result is None else self.result.category.key,
+            "dominant": None if self.result is None else self.result.dominant.value,
+            "pm25": self.nowcasts.get(Pollutant.PM25), "pm10": self.nowcasts.get(Pollutant.PM10),
+            "last_seen": None if self.last_seen is None else iso(self.last_seen),
+            "offline": self.offline, "stuck": bool(self.stuck), "stuck_pollutants": list(self.stuck),
+            "exceedances": {p.value: exceedances(p, v, limits=limits) for p, v in self.singles.items() if p in limits},
+            "limit_multiple": {p.value: standard_index(p, v, limits=limits)
+                               for p, v in self.singles.items() if p in limits and v},
+        }
+
+
+def compute(readings: Iterable[Mapping[str, object]], *, now: datetime, pack: CityPack | None = None,
+            limits: Mapping[Pollutant, AirLimit] | None = None, window: timedelta = WINDOW,
+            offline_after: timedelta = OFFLINE_AFTER, stuck_repeats: int = STUCK_REPEATS,
+            table: AqiTable = AQI_2024) -> dict[str, dict[str, object]]:
+    """Every air KPI per scope, with per-station details, from the recent readings.
+
+    Args:
+        readings: air readings (``AirReading.to_dict()`` shape: ``station_id``, ``parameter``,
+            ``value`` in the canonical unit, ``observed_at`` = end of the averaging period,
+            ``averaging_s``, ``lat``, ``lon``, optional ``station_name``); those observed in
+            ``(now − window, now]`` count, in any order.
+        now: the time of the snapshot (aware).
+        pack: the city pack: its stations are listed even when silent (then offline), its
+            ``district_at`` places stations in districts and its norms give the ПДК.
+        limits: ПДК table; default the pack's ``norms.air_limits``, else :data:`DEFAULT_AIR_LIMITS`.
+        window: how far back readings are read: 24 h gives the ПДКс.с. its day; longer windows
+            only widen the exceedance counts, СИ and НП.
+        offline_after: a station with no reading for longer than this is offline.
+        stuck_repeats: a series whose latest this many readings are equal is stuck.
+        table: the AQI table.
+
+    How the numbers are made:
+
+    * **Hourly means**: a reading ending at t belongs to the clock hour ending at t rounded up to
+      the hour; the mean is weighted by ``averaging_s`` (three 20-min readings → their mean).
+      Readings averaged over more than an hour are left out (they still mark the station seen).
+      Hour 1 is the latest complete hour (ending at or before ``now``).
+    * **AQI per station**: NowCast (12 h, 2 of the latest 3 hours) for PM2.5 and PM10; 8-h mean of
+      hours 1–8 for CO and O3 (≥ 6 of 8 present); the newest of hours 1–2 for 1-h NO2, SO2 and
+      O3; the 24-h mean (≥ 18 of 24 hours) for SO2 when its 1-h value is off the 1-h table. The
+      AQI is the largest sub-index, its pollutant dominant.
+    * **Per district and city: the worst station**, not the mean. The AQI is a warning scale (the
+      largest sub-index, not an average of pollutants) and the EPA reports an area by its highest
+      monitor: a mean of stations would dilute a hotspot that people near that post breathe, and
+      would move when a clean post goes offline.
+    * **ПДК**: single readings (each reading, not hourly means, averaged over ≤ 1 h) against
+      ПДКм.р.: exceedance counts, СИ (largest single / ПДКм.р.), НП (largest share of one post's
+      readings above it) and the pollution level from СИ and НП; the mean of the last 24 hourly
+      means (≥ 18 present) against ПДКс.с.
+    * **Offline**: no reading for more than ``offline_after`` (a pack station never seen in the
+      window too). **Stuck**: the latest ``stuck_repeats`` readings of a pollutant are equal.
+      Both are flags: the values still count (the operator decides whether to trust them).
+
+    Returns:
+        ``{scope: {kpi key: value}}`` with the keys of :data:`KPIS` plus :data:`STATIONS` (a
+        list of station details: station_id, name, lat, lon, district, aqi, category, dominant,
+        pm25 and pm10 NowCasts, last_seen, offline, stuck, stuck_pollutants, exceedances and
+        limit_multiple per pollutant). Scopes: ``city`` and each district with a station.
+        Missing data is None, never 0 (counts are 0).
+    """
+    limits = limits if limits is not None else (pack.norms.air_limits if pack is not None and pack.norms
+                                                 else DEFAULT_AIR_LIMITS)
+    now_s = now.timestamp()
+    start_s = (now - window).timestamp()
+    series: dict[str, dict[Pollutant, list[tuple[float, Decimal, int]]]] = {}
+    seen: dict[str, float] = {}
+    where: dict[str, tuple[float, float, float, str | None]] = {}  # station -> (t, lat, lon, name)
+    for r in readings:
+        t = _epoch(r["observed_at"])
+        if not start_s < t <= now_s:
+            continue
+        station = str(r["station_id"])
+        if t > seen.get(station, -math.inf):
+            seen[station] = t
+        if t >= where.get(station, (-math.inf,))[0]:
+            name = r.get("station_name")
+            where[station] = (t, float(r["lat"]), float(r["lon"]),  # type: ignore[arg-type]
+                              None if name is None else str(name))
+        averaging = int(r.get("averaging_s") or _HOUR_S)  # type: ignore[call-overload]
+        if averaging > MAX_AVERAGING_S:
+            continue
+        pollutant = _POLLUTANTS.get(r["parameter"]) or Pollutant(r["parameter"])  # type: ignore[arg-type]
+        series.setdefault(station, {}).setdefault(pollutant, []).append(
+            (t, _decimal(r["value"]), averaging))  # type: ignore[arg-type]
+
+    known = {s.id: s for s in pack.stations} if pack is not None else {}
+    last_hour = math.floor(now_s / _HOUR_S) * _HOUR_S  # end of hour 1
+    stations: list[StationAir] = []
+    for station_id in sorted(set(known) | set(seen)):
+        meta = known.get(station_id)
+        t_lat_lon = where.get(station_id)
+        lat, lon = (t_lat_lon[1], t_lat_lon[2]) if t_lat_lon else (meta.lat, meta.lon) if meta else (None, None)
+        name = meta.names.en if meta is not None else (t_lat_lon[3] if t_lat_lon else None)
+        district = None
+        if pack is not None and lat is not None and lon is not None:
+            found = pack.district_at(lat, lon)
+            district = found.id if found is not None else None
+        by_pollutant = series.get(station_id, {})
+        hourly = {p: _hourly(points, last_hour) for p, points in by_pollutant.items()}
+        nowcasts = {p: value for p in (Pollutant.PM25, Pollutant.PM10) if p in hourly
+                    and (value := nowcast(hourly[p][:NOWCAST_HOURS], pollutant=p)) is not None}
+        last = seen.get(station_id)
+        stations.append(StationAir(
+            station_id=station_id, name=name, names=None if meta is None else meta.names.as_dict(),
+            lat=lat, lon=lon, district=district,
+            last_seen=None if last is None else datetime.fromtimestamp(last, UTC),
+            offline=last is None or now_s - last > offline_after.total_seconds(),
+            stuck=tuple(p.value for p, points in sorted(by_pollutant.items()) if _stuck(points, stuck_repeats)),
+            result=aqi(_aqi_inputs(hourly, nowcasts), table=table),
+            nowcasts=nowcasts,
+            singles={p: [float(v) for _, v, _ in points] for p, points in by_pollutant.items()},
+            daily_means={p: float(m) for p, h in hourly.items()
+                         if (m := _mean(h[:DAILY_HOURS], DAILY_MIN_HOURS)) is not None},
+        ))
+
+    scopes: dict[str, list[StationAir]] = {CITY: stations}
+    for st in stations:
+        if st.district is not None:
+            scopes.setdefault(st.district, []).append(st)
+    return {scope: _scope_values(members, limits) for scope, members in scopes.items()}
+
+
+def _scope_values(stations: Sequence[StationAir], limits: Mapping[Pollutant, AirLimit]) -> dict[str, object]:
+    rated = [s for s in stations if s.result is not None]
+    # the worst station; on a tie the first in id order
+    worst = max(rated, key=lambda s: s.result.aqi, default=None)  # type: ignore[union-attr]
+    pollutants = sorted({p for s in stations for p in s.singles if p in limits}, key=lambda p: p.value)
+    si = {p.value: standard_index(p, [v for s in stations for v in s.singles.get(p, ())], limits=limits)
+          for p in pollutants}
+    np_ = {p.value: highest_repeatability(p, {s.station_id: s.singles[p] for s in stations if p in s.singles},
+                                          limits=limits) for p in pollutants}
+    daily = {p.value: max(limit_multiple(p, s.daily_means[p], basis="daily", limits=limits)
+                          for s in stations if p in s.daily_means)
+             for p in pollutants if any(p in s.daily_means for s in stations)}
+    counts = {p.value: sum(exceedances(p, s.singles.get(p, ()), limits=limits) for s in stations)
+              for p in pollutants}
+    si_max = max((v for v in si.values() if v is not None), default=None)
+    np_max = max((v for v in np_.values() if v is not None), default=None)
+    by_category = dict.fromkeys((c.key for c in CATEGORIES), 0)
+    for s in rated:
+        by_category[s.result.category.key] += 1  # type: ignore[union-attr]
+    top = None if worst is None else worst.result
+    return {
+        "air.aqi": None if top is None else top.aqi,
+        "air.aqi_category": None if top is None else top.category.key,
+        "air.aqi_dominant": None if top is None else top.dominant.value,
+        "air.aqi_station": None if worst is None else worst.station_id,
+        "air.si": si_max,
+        "air.si_by_pollutant": si,
+        "air.np": np_max,
+        "air.np_by_pollutant": np_,
+        "air.pollution_level": None if si_max is None or np_max is None else int(pollution_level(si_max, np_max)),
+        "air.daily_multiple": max(daily.values(), default=None),
+        "air.daily_multiple_by_pollutant": daily,
+        "air.exceedances": sum(counts.values()),
+        "air.exceedances_by_pollutant": counts,
+        "air.stations_reporting": sum(1 for s in stations if not s.offline),
+        "air.stations_offline": sum(1 for s in stations if s.offline),
+        "air.stations_stuck": sum(1 for s in stations if s.stuck),
+        "air.stations_by_category": by_category,
+        STATIONS: [s.details(limits) for s in stations],
+    }
+
+
+def _hourly(points: Sequence[tuple[float, Decimal, int]], last_hour: float) -> list[Decimal | None]:
+    """Hourly means, newest first: index 0 is the hour ending at ``last_hour``; 24 hours."""
+    sums: dict[int, tuple[Decimal, int]] = {}
+    for t, value, averaging in points:
+        back = int((last_hour - math.ceil(t / _HOUR_S) * _HOUR_S) // _HOUR_S)
+        if 0 <= back < DAILY_HOURS:
+            total, weight = sums.get(back, (Decimal(0), 0))
+            sums[back] = (total + value * averaging, weight + averaging)
+    with localcontext(_CONTEXT):
+        return [None if (s := sums.get(i)) is None else s[0] / s[1] for i in range(DAILY_HOURS)]
+
+
+def _aqi_inputs(hourly: Mapping[Pollutant, Sequence[Decimal | None]],
+                nowcasts: Mapping[Pollutant, float]) -> dict[tuple[Pollutant, Averaging], Number | None]:
+    """The concentrations the AQI takes, by (pollutant, averaging period), in the table's order of preference."""
+    inputs: dict[tuple[Pollutant, Averaging], Number | None] = {
+        (p, Averaging.H24): value for p, value in nowcasts.items()}
+    for p in (Pollutant.CO, Pollutant.O3):
+        if p in hourly:
+            inputs[(p, Averaging.H8)] = _mean(hourly[p][:8], EIGHT_HOUR_MIN)
+    for p in (Pollutant.NO2, Pollutant.SO2, Pollutant.O3):
+        if p in hourly:
+            inputs[(p, Averaging.H1)] = next((c for c in hourly[p][:ONE_HOUR_LOOKBACK] if c is not None), None)
+    if Pollutant.SO2 in hourly:
+        # the 24-h row only starts at 305 ppb, so it never outranks a defined 1-h SO2 sub-index
+        inputs[(Pollutant.SO2, Averaging.H24)] = _mean(hourly[Pollutant.SO2][:DAILY_HOURS], DAILY_MIN_HOURS)
+    return inputs
+
+
+def _mean(values: Sequence[Decimal | None], minimum: int) -> Decimal | None:
+    present = [v for v in values if v is not None]
+    if len(present) < minimum:
+        return None
+    with localcontext(_CONTEXT):
+        return sum(present, Decimal(0)) / len(present)
+
+
+def _stuck(points: Sequence[tuple[float, Decimal, int]], repeats: int) -> bool:
+    if len(points) < repeats:
+        return False
+    latest = sorted(points, key=lambda p: p[0])[-repeats:]
+    return len({value for _, value, _ in latest}) == 1
+
+
+def _epoch(value: object) -> float:
+    """Epoch seconds of an ISO 8601 string with an offset or an aware datetime."""
+    t = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    if t.tzinfo is None:
+        raise ValueError(f"observed_at {value!r} has no UTC offset")
+    return t.timestamp()
