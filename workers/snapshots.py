@@ -289,20 +289,30 @@ def refresh(store: Store, pack: CityPack, now: datetime) -> dict[str, int]:
     return versions
 
 
+#: KPIs that are lists of details for maps and tables, kept in the current snapshot only.
+DETAIL_KPIS = frozenset({"air.stations", "traffic.segments"})
+
+
 def write_snapshot(redis: redis_lib.Redis, domain: str, values: Mapping[str, Any], now: datetime) -> int:
     """Write the snapshot of ``domain`` and its minute of history. Returns the version (ms of ``now``)."""
     version = int(now.timestamp() * 1000)
-    doc = orjson.dumps({"domain": domain, "version": version, "computed_at": iso(now),
-                        "window_s": WINDOW.total_seconds(), "values": values})
+    head = {"domain": domain, "version": version, "computed_at": iso(now), "window_s": WINDOW.total_seconds()}
+    doc = orjson.dumps({**head, "values": values})
+    # the history keeps the numbers, not the per-station / per-segment detail lists the maps need
+    # now (they made each minute ~20 KB: ~28 MB a day per domain)
+    history = orjson.dumps({**head, "values": {scope: {k: v for k, v in kpis.items() if k not in DETAIL_KPIS}
+                                               if isinstance(kpis, Mapping) else kpis
+                                               for scope, kpis in values.items()}})
     minute_ms = version // 60_000 * 60_000
     pipe = redis.pipeline(transaction=False)
     pipe.set(keys.kpi_key(domain), doc)
-    pipe.xadd(keys.kpi_history_key(domain), {"d": doc}, id=f"{minute_ms}-0", maxlen=HISTORY_MINUTES,
+    pipe.hset(keys.VERSIONS, f"kpi:{domain}", version)
+    pipe.xadd(keys.kpi_history_key(domain), {"d": history}, id=f"{minute_ms}-0", maxlen=HISTORY_MINUTES,
               approximate=True)
     results = pipe.execute(raise_on_error=False)
     if isinstance(results[0], Exception):
         raise results[0]
-    # results[1] is an error when this minute is already in the history: that is the idempotence
+    # results[2] is an error when this minute is already in the history: that is the idempotence
     return version
 
 

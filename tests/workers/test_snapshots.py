@@ -101,3 +101,18 @@ def test_kpi_api_serves_snapshots_definitions_and_history(store, redis, settings
     assert client.get("/api/v1/kpis?domain=weather").status_code == 404
     assert client.get("/api/v1/kpis/history?name=weather.x").status_code == 404
     assert client.get("/api/v1/kpis/history?name=ambulance.response_p50&from=yesterday").status_code == 400
+
+
+def test_history_keeps_numbers_not_detail_lists_and_the_version_is_published(redis):
+    from datetime import UTC, datetime
+
+    from core import keys
+    from workers.snapshots import read_history, read_snapshot, write_snapshot
+
+    now = datetime(2026, 11, 22, 8, 0, 30, tzinfo=UTC)
+    values = {"city": {"air.aqi": 57, "air.stations": [{"id": "ALM-01", "aqi": 57}]}}
+    version = write_snapshot(redis, "air", values, now)
+    assert read_snapshot(redis, "air")["values"]["city"]["air.stations"] == [{"id": "ALM-01", "aqi": 57}]
+    [minute] = read_history(redis, "air", now.replace(second=0), now)
+    assert minute["values"] == {"city": {"air.aqi": 57}}
+    assert int(redis.hget(keys.VERSIONS, "kpi:air")) == version
