@@ -305,7 +305,9 @@ class AmbulanceModel:
         self._items: dict[str, dict[str, Any]] = {}
         self._out: set[str] = set()
         self._effect_rngs: dict[tuple[str, str, datetime], random.Random] = {}
-        self._planned = self._plan_fixed_surges(ctx.effects.all(), ctx.start.timestamp())
+        self._planned: list[tuple[float, int, Effect]] = []
+        self._planned_effects: set[tuple[str, str, datetime]] = set()
+        self._plan_new_surges(ctx.start.timestamp())
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -345,6 +347,16 @@ class AmbulanceModel:
                                                          f"{effect.start.isoformat()}")
         return rng
 
+    def _plan_new_surges(self, start: float) -> None:
+        """Plan the fixed-count surges of effects planted since the last look (scenarios are planted a
+        day ahead as the run goes on, after this model was built)."""
+        new = [e for e in self.ctx.effects.all() if e.kind == "call_surge" and e.param("calls") is not None
+               and (e.incident_id, e.kind, e.start) not in self._planned_effects]
+        if not new:
+            return
+        self._planned_effects.update((e.incident_id, e.kind, e.start) for e in new)
+        self._planned = sorted(self._planned + self._plan_fixed_surges(new, start), key=lambda p: (p[0], p[1]))
+
     def _plan_fixed_surges(self, effects: Iterable[Effect], start: float) -> list[tuple[float, int, Effect]]:
         """Times of the extra calls of every ``call_surge`` with ``calls``, drawn once (intensity-weighted)."""
         planned: list[tuple[float, int, Effect]] = []
@@ -369,6 +381,7 @@ class AmbulanceModel:
         """Advance from ``now - dt`` to ``now``; return the call updates and unit positions sent."""
         t1 = now.timestamp()
         t0 = t1 - dt.total_seconds()
+        self._plan_new_surges(t0)
         self._update_shortage(now, t0)
         for t, call_spec in self._arrivals(now, t0, t1):
             self._push(t, "arrive", call_spec)

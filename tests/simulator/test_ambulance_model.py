@@ -406,3 +406,32 @@ def test_unit_positions_parse_as_records(normal_day):
     parsed = ADAPTER.format("gtfs-rt").parse(message.payload)
     assert len(parsed.records) == UNITS
     assert all(isinstance(r, UnitPosition) and r.status == "stopped_at" for r in parsed.records)
+
+
+def test_fixed_count_surges_happen_also_for_scenarios_planted_after_the_model_was_built():
+    """Scenarios are planted a day ahead as a run goes on, after the models exist: the crash's
+    seven injured callers must still call (they once never did)."""
+    from datetime import UTC, datetime, timedelta
+
+    from core.citypack import load_pack
+    from simulator.driver import plan_run
+    from simulator.offline import deliveries
+    from simulator.scenarios import load_library
+
+    pack = load_pack(None)
+    start = datetime(2026, 11, 15, 19, 0, tzinfo=UTC)  # 00:00 in Almaty
+    run = plan_run(pack, seed=2, start=start, duration=timedelta(hours=24),
+                   scenarios=[load_library()["multi_vehicle_crash"]])
+    from core.geo import haversine_m
+
+    [crash] = run.truth
+    near = set()
+    for d in deliveries(pack, seed=2, start=start, duration=timedelta(hours=24), run=run):
+        for r in d.records:
+            received = r.get("times", {}).get("call_received") if r.get("kind") == "calls" else None
+            if (received and r.get("complaint") == "road_trauma" and r.get("lat") is not None
+                    and crash.start <= datetime.fromisoformat(received) <= crash.start + timedelta(minutes=31)
+                    and haversine_m(r["lat"], r["lon"], crash.lat, crash.lon) <= 500):
+                near.add(r["call_id"])
+    # seven planted within 300 m; ordinary trauma calls near one spot in half an hour are rare
+    assert 7 <= len(near) <= 8, f"{len(near)} road-trauma calls near {crash.id}"

@@ -354,9 +354,6 @@ def simulate(scenario: str | None, seed: int, start_local: datetime, hours: floa
     start = start_local.astimezone(UTC)
     duration = timedelta(hours=hours)
     run_ = plan_run(pack, seed=seed, start=start, duration=duration, scenarios=scenarios)
-    for model in run_.simulation.models:  # the ambulance model plans fixed call surges when built,
-        if hasattr(model, "_plan_fixed_surges") and not model._planned:  # before plan_run plants the day
-            model._planned = model._plan_fixed_surges(run_.simulation.ctx.effects.all(), start.timestamp())
     events: list[Event] = []
     clock = start
     for d in deliveries(pack, seed=seed, start=start, duration=duration, run=run_):
