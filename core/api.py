@@ -166,7 +166,7 @@ _ACTION_FIELDS = frozenset({"action", "actor", "agency", "text", "source", "even
 
 
 def _incident_routes(router: APIRouter, ctx: ApiContext) -> None:
-    """``/incidents``: list and read (open to every caller), act (only with ``SC_OPERATOR_TOKEN``)."""
+    """``/incidents``: list and read, act (an operator's session in the operations app, or ``SC_OPERATOR_TOKEN``)."""
     from workers.incidents import ACTIONS, STATUSES, IncidentError, IncidentStore
 
     incidents = IncidentStore(ctx.redis, ctx.pack.zone)
@@ -197,11 +197,16 @@ def _incident_routes(router: APIRouter, ctx: ApiContext) -> None:
     @router.post("/incidents/{incident_id}/actions")
     async def incident_action(incident_id: str, request: Request) -> JSONResponse:
         """Acknowledge, assign, escalate, resolve, note, reopen, merge or split an incident."""
+        # a browser session of the operations app (set by dashboards.auth): operators act as themselves
+        session = getattr(request.state, "account", None)
         token = ctx.settings.operator_token
-        if not token:
+        if session is not None:
+            if getattr(session, "kiosk", False) or not session.at_least("operator"):
+                return _error(403, f"incident actions need the operator role; {session.user} is {session.role}")
+        elif not token:
             return _error(403, "incident actions are disabled: set SC_OPERATOR_TOKEN to a secret and send it "
                                "as 'Authorization: Bearer <token>'")
-        if not _authorised(token, request.headers.get("authorization")):
+        elif not _authorised(token, request.headers.get("authorization")):
             return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401,
                                 headers={"WWW-Authenticate": "Bearer"})
         raw = await _read_capped(request, ACTION_MAX_BYTES)
@@ -214,7 +219,8 @@ def _incident_routes(router: APIRouter, ctx: ApiContext) -> None:
         def act() -> JSONResponse:
             args = {k: body.get(k) for k in ("agency", "text", "source", "events", "type")}
             try:
-                doc = incidents.act(incident_id, body["action"], body.get("actor"), datetime.now(UTC), **args)
+                actor = session.user if session is not None else body.get("actor")
+                doc = incidents.act(incident_id, body["action"], actor, datetime.now(UTC), **args)
             except IncidentError as err:
                 return _error(err.code, str(err))
             except redis_lib.RedisError as err:

@@ -9,6 +9,7 @@
     sitcen web | public | api        operations app (8050) / public app (8051) / API alone
     sitcen redis                     the embedded Redis alone, in the foreground
     sitcen feeds                     list feeds and formats
+    sitcen passwd USER --role ROLE   create or update an account of the operations app (--file F)
 """
 
 from __future__ import annotations
@@ -66,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--speed", type=float, default=0.0, help="time compression; 0 = as fast as possible")
     rep.add_argument("--shift", action="store_true", help="shift the recording so it starts now")
     rep.add_argument("--loop", action="store_true", help="start again at the end")
+    pw = sub.add_parser("passwd", help="create or update an account of the operations app")
+    pw.add_argument("user")
+    pw.add_argument("--role", choices=["operator", "leadership", "viewer"],
+                    help="role (required for a new account; kept when omitted)")
+    pw.add_argument("--file", type=Path, help="accounts file (default SC_ACCOUNTS_FILE)")
+    pw.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    pw.add_argument("--remove", action="store_true", help="remove the account instead")
     for name in ("worker", "scheduler", "web", "public", "api", "redis", "feeds"):
         sub.add_parser(name)
     return parser
@@ -94,6 +102,11 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from core.supervisor import Supervisor, default_children
 
     source = args.source or settings.source
+    if str(settings.accounts_file) in ("", "."):
+        from dashboards.auth_accounts import ensure_demo_accounts
+
+        demo = ensure_demo_accounts(settings.data_dir)
+        print(f"sitcen: demo accounts (operator, leadership, viewer): passwords in {demo.passwords}", flush=True)
     return Supervisor(settings, default_children(settings, source=source)).run()
 
 
@@ -355,12 +368,56 @@ def cmd_backtest(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+MIN_PASSWORD = 8
+
+
+def cmd_passwd(settings: Settings, args: argparse.Namespace) -> int:
+    """Create, update or remove one account; the password is read without echo and never printed."""
+    import getpass
+
+    from dashboards.auth_accounts import Account, hash_password, load_accounts, write_accounts
+
+    path = args.file or (settings.accounts_file if str(settings.accounts_file) not in ("", ".") else None)
+    if path is None:
+        raise ConfigError("no accounts file: pass --file F or set SC_ACCOUNTS_FILE")
+    accounts = load_accounts(path) if Path(path).exists() else {}
+    user = args.user.strip()
+    if not user or len(user) > 64:
+        raise ConfigError("the user name must be 1 to 64 characters")
+    if args.remove:
+        if accounts.pop(user, None) is None:
+            print(f"sitcen passwd: no account {user!r} in {path}", file=sys.stderr)
+            return 1
+        write_accounts(path, accounts)
+        print(f"removed {user} from {path}")
+        return 0
+    role = args.role or (accounts[user].role if user in accounts else None)
+    if role is None:
+        raise ConfigError(f"{user!r} is a new account: pass --role operator|leadership|viewer")
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"password for {user}: ")
+        if getpass.getpass("again: ") != password:
+            print("sitcen passwd: the passwords differ; nothing changed", file=sys.stderr)
+            return 1
+    if len(password) < MIN_PASSWORD:
+        print(f"sitcen passwd: the password needs at least {MIN_PASSWORD} characters; nothing changed",
+              file=sys.stderr)
+        return 1
+    verb = "updated" if user in accounts else "created"
+    accounts[user] = Account(user=user, role=role, password_hash=hash_password(password))
+    write_accounts(path, accounts)
+    print(f"{verb} {user} ({role}) in {path}")
+    return 0
+
+
 COMMANDS = {
     "backtest": cmd_backtest,
     "run": cmd_run, "feed": cmd_feed, "demo": cmd_demo, "simulate": cmd_simulate, "replay": cmd_replay,
     "worker": cmd_worker,
     "scheduler": cmd_scheduler, "web": cmd_web, "public": cmd_public, "api": cmd_api, "redis": cmd_redis,
-    "feeds": cmd_feeds,
+    "feeds": cmd_feeds, "passwd": cmd_passwd,
 }
 
 if __name__ == "__main__":

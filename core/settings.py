@@ -46,7 +46,19 @@ class Settings:
     public_port: int = 8051
     """Public read-only indicator app."""
     operator_token: str = ""
-    """Bearer token of ``POST /api/v1/incidents/<id>/actions``. Empty: incident actions are disabled (403)."""
+    """Bearer token of ``POST /api/v1/incidents/<id>/actions`` for scripts (signed-in operators use their
+    session). Empty: token clients cannot act (403)."""
+    accounts_file: Path = Path("")
+    """Accounts of the operations app (JSON, scrypt hashes; ``sitcen passwd`` writes it). Empty: demo
+    accounts made on first start in ``<data_dir>/demo-accounts.json``, passwords in ``demo-passwords.txt``."""
+    secret_key: str = ""
+    """Key signing the session cookies. Empty: one made once in ``<data_dir>/secret-key``."""
+    kiosk_tokens: str = ""
+    """Comma-separated tokens: ``/wall?kiosk=<token>`` opens a viewer session that never expires."""
+    session_hours: float = 12.0
+    """Lifetime of a personal session (one shift), counted from sign-in."""
+    secure_cookies: bool = False
+    """Mark the session cookie ``Secure`` (set it when the app is served over HTTPS)."""
 
     # --- Ingest --------------------------------------------------------------------------
     ingest_token: str = ""

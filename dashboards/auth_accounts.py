@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,3 +106,92 @@ def write_accounts(path: Path | str, accounts: dict[str, Account]) -> None:
     tmp.write_text(json.dumps(body, indent=1, ensure_ascii=False), encoding="utf-8")
     os.chmod(tmp, 0o600)
     tmp.replace(path)
+
+
+# --- files made on first start -------------------------------------------------------------
+
+DEMO_USERS: tuple[str, ...] = ("operator", "leadership", "viewer")
+DEMO_ACCOUNTS = "demo-accounts.json"
+DEMO_PASSWORDS = "demo-passwords.txt"
+SECRET_KEY_FILE = "secret-key"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoAccounts:
+    """Where the demo accounts are, and whether this call made them."""
+
+    accounts: Path
+    passwords: Path
+    created: bool
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a new file readable by the owner only (mode 0600 from the start)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.chmod(path, 0o600)
+
+
+def _publish(tmp: Path, path: Path) -> bool:
+    """Move ``tmp`` to ``path`` unless ``path`` exists (atomic, so two processes starting together
+    agree on one file). Returns whether ``tmp`` became ``path``."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
+
+
+def ensure_demo_accounts(data_dir: Path | str) -> DemoAccounts:
+    """The demo accounts of a node without ``SC_ACCOUNTS_FILE``: made on first start, kept after.
+
+    ``<data_dir>/demo-accounts.json`` holds the hashes of three accounts named after their roles
+    (``operator``, ``leadership``, ``viewer``); ``<data_dir>/demo-passwords.txt`` (mode 0600)
+    holds their random passwords, for whoever started the demo.
+    """
+    data_dir = Path(data_dir)
+    accounts, passwords = data_dir / DEMO_ACCOUNTS, data_dir / DEMO_PASSWORDS
+    if accounts.exists():
+        return DemoAccounts(accounts, passwords, created=False)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    plain = {user: secrets.token_urlsafe(12) for user in DEMO_USERS}
+    stamp = f"{os.getpid()}-{secrets.token_hex(4)}"
+    tmp_pw = data_dir / f".{DEMO_PASSWORDS}.{stamp}"
+    tmp_acc = data_dir / f".{DEMO_ACCOUNTS}.{stamp}"
+    _write_private(tmp_pw, "# Demo accounts of the Situation Center operations app (user role password).\n"
+                           "# Delete demo-accounts.json and this file to make new ones; set SC_ACCOUNTS_FILE "
+                           "for real accounts.\n"
+                   + "".join(f"{user} {user} {pw}\n" for user, pw in plain.items()))
+    write_accounts(tmp_acc, {u: Account(u, u, hash_password(pw)) for u, pw in plain.items()})
+    if not _publish(tmp_acc, accounts):
+        tmp_pw.unlink(missing_ok=True)
+        return DemoAccounts(accounts, passwords, created=False)
+    tmp_pw.replace(passwords)
+    return DemoAccounts(accounts, passwords, created=True)
+
+
+def ensure_secret_key(data_dir: Path | str) -> str:
+    """The session signing key of a node without ``SC_SECRET_KEY``: ``<data_dir>/secret-key``
+    (mode 0600), made once so that sessions survive restarts.
+
+    Raises:
+        ConfigError: the file exists but is unreadable or too short to be a key.
+    """
+    data_dir = Path(data_dir)
+    path = data_dir / SECRET_KEY_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = data_dir / f".{SECRET_KEY_FILE}.{os.getpid()}-{secrets.token_hex(4)}"
+        _write_private(tmp, secrets.token_urlsafe(48) + "\n")
+        _publish(tmp, path)
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise ConfigError(f"secret key file {path}: {err}") from err
+    if len(key) < 16:
+        raise ConfigError(f"secret key file {path} holds fewer than 16 characters; delete it to make a new key "
+                          f"or set SC_SECRET_KEY")
+    return key

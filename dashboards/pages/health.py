@@ -10,7 +10,7 @@ from dash import Input, Output, callback, dcc, html, register_page
 
 from dashboards import data
 
-register_page(__name__, path="/", name="Data health", order=0)
+register_page(__name__, path="/health", name="Data health", order=0)
 
 STATUS_CLASS = {"ok": "st-ok", "stale": "st-warn", "silent": "st-bad", "error": "st-bad"}
 
