@@ -76,3 +76,65 @@ def store(redis, settings):
     from core.store import Store
 
     return Store.from_settings(redis, settings)
+
+
+# --- a real browser ----------------------------------------------------------------------
+
+CHROMIUM = ("chromium", "chromium-browser")
+CHROMEDRIVER = ("chromedriver",)
+
+
+def _which(names: tuple[str, ...]) -> str | None:
+    import shutil
+
+    return next((path for name in names if (path := shutil.which(name))), None)
+
+
+def ensure_chromium() -> tuple[str, str]:
+    """Debian's chromium and chromium-driver, installed with apt-get where missing.
+
+    Fails loudly (never skips): UI tests that cannot run are a broken build, not a pass.
+    """
+    import os
+    import subprocess
+
+    browser, driver = _which(CHROMIUM), _which(CHROMEDRIVER)
+    if browser and driver:
+        return browser, driver
+    if os.geteuid() != 0 or not _which(("apt-get",)):
+        pytest.fail("chromium and chromium-driver are needed for the browser tests: "
+                    "apt-get update && apt-get install -y chromium chromium-driver", pytrace=False)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "chromium",
+                                        "chromium-driver"]):
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            pytest.fail(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr[-2000:]}", pytrace=False)
+    browser, driver = _which(CHROMIUM), _which(CHROMEDRIVER)
+    if not (browser and driver):
+        pytest.fail("apt-get installed chromium but chromium/chromedriver are still not on PATH", pytrace=False)
+    return browser, driver
+
+
+def new_chrome(width: int = 1920, height: int = 1080, lang: str = "en"):
+    """A headless Chromium driven by Selenium (caller quits it)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    browser, driver = ensure_chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                f"--window-size={width},{height}", f"--lang={lang}", "--hide-scrollbars",
+                "--force-device-scale-factor=1"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+@pytest.fixture
+def chrome():
+    """A headless Chromium at 1920×1080, quit after the test."""
+    driver = new_chrome()
+    yield driver
+    driver.quit()
