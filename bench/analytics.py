@@ -194,10 +194,11 @@ def lag(server: EmbeddedRedis, store: Store, batches: list[tuple[str, list[Any]]
             continue
         covered = hits[k][1]
         lags.append(covered - added_ms)
+        # readable = the first sample that saw a snapshot computed after the entry was processed
         m = bisect.bisect_left(kpi_times, covered)
-        kpi = next((v for v in kpi_versions[m:] if v >= covered), None)
-        if kpi is not None:
-            kpi_lags.append(kpi - added_ms)
+        seen = next((kpi_times[i] for i in range(m, len(kpi_versions)) if kpi_versions[i] >= covered), None)
+        if seen is not None:
+            kpi_lags.append(seen - added_ms)
     redis.close()
 
     def pct(values: list[int], q: float) -> float | None:

@@ -248,9 +248,9 @@ def _action_body(raw: bytes, actions: tuple[str, ...]) -> dict[str, Any] | JSONR
 
 
 def _definitions(domains: list[str]) -> list[dict[str, Any]]:
-    from workers.kpi import ambulance, appeals
+    from workers.kpi import air, ambulance, appeals, traffic
 
-    table = {"ambulance": ambulance.KPIS, "appeals": appeals.KPIS}
+    table = {"ambulance": ambulance.KPIS, "appeals": appeals.KPIS, "air": air.KPIS, "traffic": traffic.KPIS}
     return [{"key": k.key, "domain": k.domain, "unit": k.unit, "formula": k.formula, "target": k.target,
              "good": k.good, "names": dict(k.names)} for d in domains for k in table.get(d, ())]
 

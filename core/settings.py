@@ -102,7 +102,7 @@ class Settings:
     """RQ worker processes started by ``sitcen run``."""
     tick_s: float = 2.0
     """How often the scheduler enqueues the analytics job (each consumes the streams for about a tick)."""
-    kpi_every_s: float = 1.0
+    kpi_every_s: float = 0.5
     """Shortest interval between two KPI snapshot refreshes while data keeps arriving."""
     rules_file: Path = Path("")
     """JSON file of detector parameter overrides (``docs/analytics.md``); empty: the defaults."""

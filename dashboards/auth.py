@@ -723,7 +723,7 @@ class Gate:
 
     def security_headers(self, content_type: str) -> list[tuple[str, str]]:
         """Headers added to every response (the CSP and frame denial to HTML ones)."""
-        out = [("x-content-type-options", "nosniff"), ("referrer-policy", "same-origin")]
+        out = [("x-content-type-options", "nosniff"), ("referrer-policy", "strict-origin-when-cross-origin")]
         if content_type.startswith("text/html"):
             out += [("x-frame-options", "DENY"), ("content-security-policy", self.csp())]
         return out

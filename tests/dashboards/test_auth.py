@@ -461,7 +461,7 @@ def test_security_headers_and_csp_on_html(ops):
     c = signed_in(server, "vera")
     r = c.get("/health")
     assert r.headers["x-content-type-options"] == "nosniff"
-    assert r.headers["referrer-policy"] == "same-origin"
+    assert r.headers["referrer-policy"] == "strict-origin-when-cross-origin"
     assert r.headers["x-frame-options"] == "DENY"
     csp = r.headers["content-security-policy"]
     assert "frame-ancestors 'none'" in csp and "object-src 'none'" in csp and "base-uri 'self'" in csp
