@@ -198,8 +198,9 @@ def score(rule: Rule, a: Event, b: Event) -> Link | None:
 
 
 def gap_s(a: Event, b: Event) -> float:
-    """Seconds between ``b``'s onset and ``a``'s active interval (0 if inside it)."""
-    a_end = a.ended_at or a.at
+    """Seconds between ``b``'s onset and ``a``'s active interval (0 if inside it). An event not yet
+    closed is active up to now, whatever its last emission's time."""
+    a_end = a.ended_at if a.ended_at is not None else max(a.at, b.onset)
     if b.onset < a.onset:
         return (a.onset - b.onset).total_seconds()
     if b.onset > a_end:
