@@ -50,7 +50,8 @@ def test_an_operator_merge_is_respected_by_later_events(redis):
     apply([a, b], book, T0)
     first, second = sorted(store.list(now=T0), key=lambda d: d["id"])
     store.merge(first["id"], second["id"], "olga", T0 + timedelta(minutes=1))
-    apply([dataclasses.replace(b, phase="closed", ended_at=T0 + timedelta(minutes=30))], book, T0 + timedelta(minutes=30))
+    later = T0 + timedelta(minutes=30)
+    apply([dataclasses.replace(b, phase="closed", ended_at=later)], book, later)
     merged = store.get(first["id"], T0 + timedelta(minutes=30))
     assert merged["events"][b.id]["phase"] == "closed"
     assert store.get(second["id"], T0 + timedelta(minutes=30))["status"] == "merged"
