@@ -275,6 +275,7 @@ def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
     from core import keys
     from core.redis_server import connect
     from workers.jobs import prune_latest_state, run_analytics
+    from workers.public import build_public_indicators
 
     _require_redis(settings)
     scheduler = CronScheduler(connection=connect(settings.redis_url), logging_level=settings.log_level.upper())
@@ -285,6 +286,10 @@ def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
                        result_ttl=60, ttl=max(10, 3 * tick), name="analytics")
     scheduler.register(prune_latest_state, keys.JOBS_QUEUE, interval=3600, job_timeout=600, result_ttl=600,
                        name="prune-latest")
+    # rq enqueues an interval job as soon as the scheduler starts, then every interval: so the public
+    # document is built once at start and every 5 minutes
+    scheduler.register(build_public_indicators, keys.JOBS_QUEUE, interval=300, job_timeout=300, result_ttl=600,
+                       ttl=600, name="public-indicators")
     scheduler.start()
     return 0
 

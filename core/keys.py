@@ -89,6 +89,11 @@ def kpi_baseline_key(domain: str) -> str:
     return kpi_key(domain) + ":baseline"
 
 
+#: JSON document of the public indicators (district × hour, delayed, small counts suppressed), written by
+#: the ``build_public_indicators`` job and the only thing the public app reads.
+PUBLIC_INDICATORS = f"{PREFIX}:public:indicators"
+
+
 # --- analytics: events, incidents, detector state -----------------------------------------
 
 #: Stream of detector events (open / update / closed episodes), capped.

@@ -60,6 +60,13 @@ class Settings:
     secure_cookies: bool = False
     """Mark the session cookie ``Secure`` (set it when the app is served over HTTPS)."""
 
+    public_delay_min: int = 60
+    """The public indicators' newest hour is a completed hour ending at least this many minutes ago."""
+    public_min_count: int = 5
+    """Public counts below this (and the counts they rest on) are suppressed: null and a flag."""
+    public_cache_s: float = 30.0
+    """The public app reads the public document from Redis at most once per this many seconds."""
+
     # --- Ingest --------------------------------------------------------------------------
     ingest_token: str = ""
     """If set, ``POST /api/v1/ingest/<feed>`` requires ``Authorization: Bearer <token>``."""
