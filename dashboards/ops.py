@@ -29,6 +29,7 @@ from typing import Any
 from dash import ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html, no_update, page_container, set_props
 from dash.exceptions import PreventUpdate
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 
 from core.api import ApiContext, build_router, health_document
 from core.settings import Settings
@@ -79,6 +80,12 @@ def create_app(settings: Settings, ctx: ApiContext | None = None, hub: Hub | Non
     _channel = channel or live_channel()
     server = FastAPI(title="Situation Center", docs_url="/api/docs", openapi_url="/api/openapi.json")
     server.include_router(build_router(ctx))
+
+    @server.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        """The operations app opens on the wall (after sign-in)."""
+        return RedirectResponse("/wall", status_code=302)
+
     auth.install(server, settings)
     app = Dash(__name__, server=server, use_pages=True, pages_folder=str(HERE / "pages"),
                assets_folder=str(ASSETS), title="Situation Center", update_title=None,

@@ -219,7 +219,12 @@ def test_run_serves_everything_and_stops_cleanly_on_sigint(tmp_path, signum):
         public = center.get(f"http://127.0.0.1:{center.public_port}/")
         assert public.status_code == 200, public.text[:500]
         ops = center.get(f"http://127.0.0.1:{center.web_port}/")
-        assert ops.status_code == 200, ops.text[:500]
+        assert ops.status_code == 302 and "/login" in ops.headers["location"], (ops.status_code, ops.headers)
+        login = center.get(f"http://127.0.0.1:{center.web_port}/login")
+        assert login.status_code == 200 and 'name="password"' in login.text, login.text[:500]
+        # the demo accounts were made for the person who ran it, passwords beside them
+        passwords = center.data_dir / "demo-passwords.txt"
+        assert passwords.exists() and oct(passwords.stat().st_mode & 0o777) == "0o600"
 
         center.collect()
         assert len(center.alive()) >= 6, center.alive()  # redis, demo, scheduler, worker, web, public
