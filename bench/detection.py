@@ -13,8 +13,8 @@ every simulated minute: the same code the workers run. Then:
   feed, district, or within ``--reach-m`` of its point; anywhere for citywide ones);
 * a raised situation is **real** if it matches a planted incident that expects one; one that
   matches only the noise-only scenario counts as a **noise incident**; others are false;
-* the detection delay is from the incident's onset to the first WARNING+ event of the matching
-  situation.
+* the detection delay is from the incident's onset to the moment the matching situation first
+  held a WARNING+ event (an advisory that escalates counts from its escalation).
 
 Prints a table per scenario type and writes the figures as JSON (default
 ``bench/results/detection.json``). Targets (issue 4): ≥95 % found, ≥90 % real, no noise incident.
@@ -106,8 +106,7 @@ def evaluate(truth: Iterable[PlantedIncident], book: MemoryBook, reach_m: float)
             evidence = [e for e in situation.events.values() if event_matches(e, incident, reach_m)]
             if evidence:
                 matched_by[situation.id].append(incident.id)
-                serious = [e.detected_at for e in situation.events.values() if e.severity >= WARNING]
-                hits.append((situation, min(serious)))
+                hits.append((situation, situation.raised_at or situation.detected_at))
         first = min((at for _, at in hits), default=None)
         per_incident.append({
             "id": incident.id, "scenario": incident.scenario, "type": incident.type,

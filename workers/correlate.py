@@ -295,6 +295,13 @@ class MemorySituation:
     links: list[Link]
     created_at: datetime
     updated_at: datetime
+    raised_at: datetime | None = None
+    """When it first held a WARNING or CRITICAL event (an advisory that escalates counts from then)."""
+
+    def note(self, event: Event, now: datetime) -> None:
+        """Remember when the situation first became serious."""
+        if self.raised_at is None and event.severity >= WARNING:
+            self.raised_at = now
 
     @property
     def severity(self) -> int:
@@ -332,6 +339,7 @@ class MemoryBook(SituationBook):
         sid = f"S{len(self.situations) + 1:04d}"
         self.situations[sid] = MemorySituation(id=sid, type=type_, events={event.id: event}, links=[],
                                                created_at=now, updated_at=now)
+        self.situations[sid].note(event, now)
         self._by_event[event.id] = sid
         return sid
 
@@ -341,9 +349,11 @@ class MemoryBook(SituationBook):
         s.links.append(link)
         s.type = retype or s.type
         s.updated_at = now
+        s.note(event, now)
         self._by_event[event.id] = situation
 
     def update(self, situation: str, event: Event, now: datetime) -> None:  # noqa: D102
         s = self.situations[situation]
         s.events[event.id] = event
         s.updated_at = now
+        s.note(event, now)
