@@ -45,6 +45,9 @@ class Settings:
     """Operations web app (wall, consoles, ingest and health API)."""
     public_port: int = 8051
     """Public read-only indicator app."""
+    live_channel: str = "ws"
+    """How screens get live updates: ``ws`` (pushed over Dash's WebSocket callbacks) or ``interval``
+    (a version-checked 500 ms poll of the web process, for proxies that block WebSockets)."""
     operator_token: str = ""
     """Bearer token of ``POST /api/v1/incidents/<id>/actions`` for scripts (signed-in operators use their
     session). Empty: token clients cannot act (403)."""

@@ -20,7 +20,6 @@ The live channel has two transports (``SC_LIVE_CHANNEL``; measured in ``docs/dec
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +31,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
 from core.api import ApiContext, build_router, health_document
+from core.errors import ConfigError
 from core.settings import Settings
 from dashboards import auth, context, data
 from dashboards.i18n import LANG_NAMES, LANGS, t
@@ -61,23 +61,29 @@ LIVE_KEEPALIVE_S = 5.0
 _channel = DEFAULT_LIVE_CHANNEL
 
 
-def live_channel() -> str:
-    """The transport chosen by ``SC_LIVE_CHANNEL`` (``ws`` or ``interval``)."""
-    value = os.environ.get("SC_LIVE_CHANNEL", "").strip().lower() or DEFAULT_LIVE_CHANNEL
-    return value if value in LIVE_CHANNELS else DEFAULT_LIVE_CHANNEL
+def live_channel(settings: Settings) -> str:
+    """The transport chosen by ``SC_LIVE_CHANNEL`` (``ws`` or ``interval``).
+
+    Raises:
+        ConfigError: any other value.
+    """
+    value = settings.live_channel.strip().lower() or DEFAULT_LIVE_CHANNEL
+    if value not in LIVE_CHANNELS:
+        raise ConfigError(f"SC_LIVE_CHANNEL={settings.live_channel!r}: expected one of {', '.join(LIVE_CHANNELS)}")
+    return value
 
 
 def create_app(settings: Settings, ctx: ApiContext | None = None, hub: Hub | None = None, *,
                channel: str | None = None) -> Dash:
     """Build the operations app. The API routes are added before Dash's so pages never shadow them.
 
-    ``channel``: the live channel's transport (default :func:`live_channel`)."""
+    ``channel``: the live channel's transport (default: ``SC_LIVE_CHANNEL``)."""
     global _channel
     ctx = ctx or ApiContext.create(settings)
     hub = hub or Hub(ctx.redis, health=lambda: health_document(ctx))
     hub.start()
     data.init(ctx, hub)
-    _channel = channel or live_channel()
+    _channel = channel or live_channel(settings)
     server = FastAPI(title="Situation Center", docs_url="/api/docs", openapi_url="/api/openapi.json")
     server.include_router(build_router(ctx))
 
