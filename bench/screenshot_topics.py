@@ -141,7 +141,7 @@ def backfill_history(redis: Any, pack: Any, end: datetime, *, hours: float = 6.0
         kept = redis.xrange(key)
         kept_minutes = {int(i.decode().split("-")[0]) for i, _ in kept}
         pipe = redis.pipeline(transaction=False)
-        pipe.delete(key)
+        entries = {int(entry_id.decode().split("-")[0]): fields for entry_id, fields in kept}
         for at in moments:
             minute_ms = int(at.timestamp() * 1000)
             if minute_ms in kept_minutes:
@@ -151,10 +151,12 @@ def backfill_history(redis: Any, pack: Any, end: datetime, *, hours: float = 6.0
                     "window_s": WINDOW.total_seconds()}
             doc = {**head, "values": {scope: {k: v for k, v in kpis.items() if k not in DETAIL_KPIS}
                                       for scope, kpis in values.items()}}
-            pipe.xadd(key, {"d": orjson.dumps(doc)}, id=f"{minute_ms}-0")
+            entries[minute_ms] = {"d": orjson.dumps(doc)}
             written += 1
-        for entry_id, fields in kept:
-            pipe.xadd(key, fields, id=entry_id)
+        # a stream takes ids in increasing order only: rewrite it whole, oldest first
+        pipe.delete(key)
+        for minute_ms in sorted(entries):
+            pipe.xadd(key, entries[minute_ms], id=f"{minute_ms}-0")
         pipe.xtrim(key, maxlen=HISTORY_MINUTES, approximate=True)
         pipe.execute()
     return written

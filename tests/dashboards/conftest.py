@@ -28,14 +28,22 @@ KIOSK_TOKEN = "wall-kiosk-token-0123456789"
 
 @pytest.fixture(scope="session")
 def city(tmp_path_factory):
-    """A Redis server with six analysed hours of the simulated city. Yields the server."""
+    """A Redis server with six analysed hours of the simulated city and their per-minute KPI
+    history. Yields the server."""
     from core.citypack import load_pack
     from simulator.seed import seed
 
     server = EmbeddedRedis(tmp_path_factory.mktemp("city-redis"), persist=False)
     server.start()
+    from datetime import datetime
+
+    from bench.screenshot_topics import backfill_history
+
     client = connect(server.url)
-    seed(client, load_pack(None), hours=6)
+    pack = load_pack(None)
+    out = seed(client, pack, hours=6)
+    # a running center has a per-minute KPI history; the seed computed only its last minute
+    backfill_history(client, pack, datetime.fromisoformat(out["until"]), hours=6)
     client.close()
     yield server
     server.stop()

@@ -450,8 +450,10 @@ def test_role_gates(ops):
         r = viewer.get(path, headers={"accept-language": "en"})
         assert r.status_code == 403 and "needs the leadership role" in r.text and 'href="/wall"' in r.text
         assert leader.get(path).status_code == 200 and operator.get(path).status_code == 200
-    for path in ("/wall", "/traffic", "/health", "/"):
+    for path in ("/wall", "/traffic", "/health"):
         assert viewer.get(path).status_code == 200, path
+    home = viewer.get("/", follow_redirects=False)
+    assert home.status_code == 302 and home.headers["location"] == "/wall"  # the app opens on the wall
     assert viewer.get("/api/v1/incidents").status_code == 200  # the API reads are open to every role
 
 
