@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{tp['events']} events, {tp['incidents']} incidents, {tp['kpi_refreshes']} KPI refreshes",
                   flush=True)
             redis.flushall()
-            lag_batches = simulated(pack, max(1.0, args.rate * args.seconds / 80_000), seed=8)
+            lag_batches = simulated(pack, max(1.0, 1.2 * args.rate * args.seconds / 54_000), seed=8)  # ~54k records an hour
             results["lag"] = lg = lag(server, Store.from_settings(redis, settings), lag_batches, args.rate,
                                       args.seconds)
             print(f"lag at {args.rate:,.0f} records/s offered: p50 {lg['lag_s']['p50']} s, p95 {lg['lag_s']['p95']} s,"
