@@ -180,7 +180,24 @@ def default_loaders() -> dict[str, Callable[[redis_lib.Redis], Any]]:
 def default_periodic() -> dict[str, tuple[Callable[[redis_lib.Redis], Any], float]]:
     """Topics reloaded on a clock (their writers do not bump a version): ambulance positions every
     2 s, open appeals (for the map's clusters) every 30 s."""
-    return {"units": (_units, 2.0), "appeals_open": (_open_appeals, 30.0)}
+    return {"units": (_units, 2.0), "appeals_open": (_open_appeals, 30.0), "dead_letters": (_dead_letters, 10.0)}
+
+
+def _dead_letters(redis: redis_lib.Redis) -> dict[str, list[dict[str, Any]]]:
+    """The five newest dead letters of each feed (for the data-health page): when, code, error, and
+    the start of the raw payload (shown as text)."""
+    from feeds import REGISTRY
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for feed in REGISTRY:
+        rows = []
+        for entry_id, fields in redis.xrevrange(keys.dead_letter_key(feed), count=5):
+            f = {_s(k): v for k, v in fields.items()}
+            rows.append({"id": _s(entry_id), "at_ms": int(_s(f.get("at_ms", b"0")) or 0),
+                         "code": _s(f.get("code", b"")), "error": _s(f.get("error", b""))[:300],
+                         "raw": bytes(f.get("raw", b""))[:160].decode("utf-8", "replace")})
+        out[feed] = rows
+    return out
 
 
 def _units(redis: redis_lib.Redis) -> list[dict[str, Any]]:
