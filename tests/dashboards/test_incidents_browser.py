@@ -218,7 +218,7 @@ def test_leadership_reads_but_cannot_act(browser, ops_url, redis_client):
     incident_id = new_incident(redis_client, "alatau", severity=2)
     try:
         sign_in(browser, ops_url, "lev", f"/incidents?lang=en&id={incident_id}")
-        assert browser.find_element(By.ID, "inc-head-id").text == incident_id
+        wait_until(browser, lambda d: d.find_element(By.ID, "inc-head-id").text == incident_id)
         assert browser.find_elements(By.ID, "inc-readonly")
         assert not browser.find_elements(By.CSS_SELECTOR, "#inc-do-ack, [id^='inc-open-'], #inc-confirm")
         assert browser.find_elements(By.CSS_SELECTOR, "#inc-body table.inc-evidence")
