@@ -116,9 +116,15 @@ def login(driver, base_url: str, user: str, next_path: str = "/wall") -> None:
     """Sign ``user`` (a key of ``ACCOUNTS``) in through the login form, then open ``next_path``."""
     from selenium.webdriver.common.by import By
 
-    driver.get(f"{base_url}/login?next={next_path}")
+    from urllib.parse import quote
+
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(f"{base_url}/login?next={quote(next_path, safe='/')}")
     if "/login" in driver.current_url:
         driver.find_element(By.NAME, "username").send_keys(user)
         driver.find_element(By.NAME, "password").send_keys(ACCOUNTS[user][1])
         driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        # the form's redirect must land before the next navigation, or it would override it
+        WebDriverWait(driver, 20).until(lambda d: "/login" not in d.current_url)
     driver.get(base_url + next_path)
